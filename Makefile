@@ -1,0 +1,110 @@
+# Sluice: non-recursive build. `make` builds into build/ with binaries in build/bin/.
+# `make help` lists the targets.
+
+BUILD   ?= build
+V       ?= 0
+Q       := $(if $(filter 1,$(V)),,@)
+CC      ?= cc
+PYTHON  ?= python3
+
+PKGS      := libevent_core libevent_extra libevent_pthreads libevent_openssl openssl libpcre2-8 jansson yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+           -Wimplicit-fallthrough -Wvla -Wno-unused-parameter
+OPT     ?= -O2 -g
+CFLAGS  ?=
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(if $(CI),-Werror,) -fno-strict-aliasing \
+           -I. -Icommon -Idataplane $(PKG_CFLAGS) $(SAN)
+LDFLAGS += $(SAN)
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c)))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+DP_OBJ     := $(DP_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+LIB_COMMON := $(BUILD)/lib/libslcommon.a
+LIB_DP     := $(BUILD)/lib/libsldp.a
+SLUICE_DP  := $(BUILD)/bin/sluice-dp
+
+.PHONY: all help deps test unit integration asan bench run format format-check clean check-tools fuzz-smoke
+all: $(SLUICE_DP)
+
+help:
+	@echo "make            build everything into $(BUILD)/ (binaries in $(BUILD)/bin/)"
+	@echo "make deps       install the Debian and Python packages the build and tests need"
+	@echo "make test       C unit tests (cmocka) and integration tests (pytest)"
+	@echo "make asan       both suites under AddressSanitizer + UBSan"
+	@echo "make bench      benchmarks against the upstream directly and nginx"
+	@echo "make run        a local demo"
+	@echo "make format-check / make format"
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_COMMON): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIB_DP): $(DP_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SLUICE_DP): $(BUILD)/obj/dataplane/main.o $(LIB_DP) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_DP) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -o $@ $< $(LIB_DP) $(LIB_COMMON) \
+	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+check-tools:
+	@tools/check-tools.sh
+
+unit: check-tools $(UNIT_BIN)
+	@set -e; fail=0; for t in $(UNIT_BIN); do \
+	    echo "== $$t"; $$t || fail=1; done; \
+	    if [ $$fail -ne 0 ]; then echo "unit tests FAILED"; exit 1; fi
+
+integration: check-tools all
+	SLUICE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+test: unit integration
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 test
+
+bench: all
+	SLUICE_BUILD=$(abspath $(BUILD)) tests/bench/run.sh
+
+run:
+	tools/deps.sh
+	$(MAKE) all
+	tools/demo.sh $(abspath $(BUILD))
+
+deps:
+	tools/deps.sh
+
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run -Werror $(FORMAT_SRC) && echo "format ok"
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,271 @@
+/*
+ * util.c owns the process-wide helpers of util.h. Everything here is
+ * thread-safe and allocation-free except the sl_x* allocators, which abort on
+ * failure because they are only ever used for bookkeeping, never for sizes a
+ * peer chooses.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void sl_panic(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "sluice: assertion failed at %s:%d: %s\n", file, line, what);
+    abort();
+}
+
+const char *sl_strerror(int rc)
+{
+    switch (rc) {
+    case SL_OK:
+        return "ok";
+    case SL_AGAIN:
+        return "incomplete";
+    case SL_DECLINED:
+        return "declined";
+    case SL_DONE:
+        return "done";
+    case SL_ERR_NOMEM:
+        return "out of memory";
+    case SL_ERR_INVALID:
+        return "invalid input";
+    case SL_ERR_IO:
+        return "i/o error";
+    case SL_ERR_TOO_BIG:
+        return "too big";
+    case SL_ERR_TIMEOUT:
+        return "timed out";
+    case SL_ERR_NOT_FOUND:
+        return "not found";
+    case SL_ERR_EXISTS:
+        return "already exists";
+    }
+    return "unknown error";
+}
+
+static void *oom(size_t n)
+{
+    fprintf(stderr, "sluice: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *sl_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    return p ? p : oom(n);
+}
+
+void *sl_xcalloc(size_t nmemb, size_t size)
+{
+    void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+    return p ? p : oom(nmemb * size);
+}
+
+void *sl_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : oom(n);
+}
+
+char *sl_xstrdup(const char *s)
+{
+    return sl_xstrndup(s, strlen(s));
+}
+
+char *sl_xstrndup(const char *s, size_t n)
+{
+    char *p = sl_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+bool sl_strcaseeq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return false;
+    for (size_t i = 0; i < alen; i++)
+        if (sl_lower(a[i]) != sl_lower(b[i]))
+            return false;
+    return true;
+}
+
+int sl_parse_u64(const char *p, size_t len, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0)
+        return SL_ERR_INVALID;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return SL_ERR_INVALID;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (max - d) / 10)
+            return SL_ERR_INVALID;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return SL_OK;
+}
+
+/* Splits "123unit" into a number and a unit suffix. */
+static int split_number(const char *s, uint64_t *num, const char **unit)
+{
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9')
+        n++;
+    if (sl_parse_u64(s, n, UINT64_MAX / (1024ULL * 1024 * 1024 * 1024), num) != SL_OK)
+        return SL_ERR_INVALID;
+    *unit = s + n;
+    return SL_OK;
+}
+
+int sl_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t n;
+    const char *u;
+    if (split_number(s, &n, &u) != SL_OK)
+        return SL_ERR_INVALID;
+    if (*u == '\0' || !strcmp(u, "b"))
+        *out = n;
+    else if (!strcmp(u, "k") || !strcmp(u, "K"))
+        *out = n * 1024;
+    else if (!strcmp(u, "m") || !strcmp(u, "M"))
+        *out = n * 1024 * 1024;
+    else if (!strcmp(u, "g") || !strcmp(u, "G"))
+        *out = n * 1024 * 1024 * 1024;
+    else
+        return SL_ERR_INVALID;
+    return SL_OK;
+}
+
+int sl_parse_duration_ms(const char *s, uint64_t *out)
+{
+    uint64_t n;
+    const char *u;
+    if (split_number(s, &n, &u) != SL_OK)
+        return SL_ERR_INVALID;
+    if (*u == '\0' || !strcmp(u, "s"))
+        *out = n * 1000;
+    else if (!strcmp(u, "ms"))
+        *out = n;
+    else if (!strcmp(u, "m"))
+        *out = n * 60000;
+    else if (!strcmp(u, "h"))
+        *out = n * 3600000;
+    else
+        return SL_ERR_INVALID;
+    return SL_OK;
+}
+
+uint64_t sl_now_ms(void)
+{
+    return sl_now_us() / 1000;
+}
+
+uint64_t sl_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+double sl_wall_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+uint64_t sl_hash(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+uint64_t sl_hash_lower(const void *p, size_t len)
+{
+    const char *s = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)sl_lower(s[i]);
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+int sl_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
+        return SL_ERR_INVALID;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return SL_ERR_IO;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            goto fail;
+        p += n;
+        left -= (size_t)n;
+    }
+    if (fsync(fd) != 0)
+        goto fail;
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return SL_ERR_IO;
+    }
+    return SL_OK;
+fail:
+    close(fd);
+    unlink(tmp);
+    return SL_ERR_IO;
+}
+
+int sl_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return SL_ERR_IO;
+    size_t cap = 4096, n = 0;
+    char *buf = sl_xmalloc(cap + 1);
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max) {
+                free(buf);
+                fclose(f);
+                return SL_ERR_TOO_BIG;
+            }
+            cap = SL_MIN(cap * 2, max);
+            buf = sl_xrealloc(buf, cap + 1);
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return SL_ERR_IO;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return SL_OK;
+}

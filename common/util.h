@@ -1,0 +1,69 @@
+/*
+ * Small helpers every part uses: allocation that aborts on bookkeeping OOM,
+ * case-insensitive comparisons, number parsing without locale surprises.
+ */
+#ifndef SL_UTIL_H
+#define SL_UTIL_H
+
+#include "util-t.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SL_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            sl_panic(__FILE__, __LINE__, #cond);                                                   \
+    } while (0)
+
+_Noreturn void sl_panic(const char *file, int line, const char *what);
+
+const char *sl_strerror(int rc);
+
+/* Bookkeeping allocations: abort on OOM. Never use for peer-sized data. */
+void *sl_xmalloc(size_t n);
+void *sl_xcalloc(size_t nmemb, size_t size);
+void *sl_xrealloc(void *p, size_t n);
+char *sl_xstrdup(const char *s);
+char *sl_xstrndup(const char *s, size_t n);
+
+static inline char sl_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+}
+
+bool sl_strcaseeq(const char *a, size_t alen, const char *b, size_t blen);
+
+static inline bool sl_str_caseeq_lit(sl_str_t s, const char *lit)
+{
+    return sl_strcaseeq(s.p, s.len, lit, strlen(lit));
+}
+
+/* Parses a decimal unsigned integer filling the whole of [p, p+len). Returns
+ * SL_OK, or SL_ERR_INVALID for empty input, non-digits or overflow past max. */
+int sl_parse_u64(const char *p, size_t len, uint64_t max, uint64_t *out);
+
+/* Parses sizes like "1m", "64k", "512" (bytes). */
+int sl_parse_size(const char *s, uint64_t *out);
+
+/* Parses durations like "60s", "500ms", "5m", "1h"; a bare number is seconds.
+ * Result in milliseconds. */
+int sl_parse_duration_ms(const char *s, uint64_t *out);
+
+/* Monotonic and wall clocks. */
+uint64_t sl_now_ms(void);
+uint64_t sl_now_us(void);
+double sl_wall_time(void);
+
+/* FNV-1a, case-folded variant for header names. */
+uint64_t sl_hash(const void *p, size_t len);
+uint64_t sl_hash_lower(const void *p, size_t len);
+
+/* Writes a file atomically (temp file + fsync + rename). */
+int sl_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Reads a whole file (bounded by max). Caller frees *out. */
+int sl_read_file(const char *path, size_t max, char **out, size_t *len);
+
+#endif

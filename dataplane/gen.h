@@ -1,0 +1,105 @@
+/*
+ * A configuration generation: everything a request needs to be routed and
+ * proxied, built from one normalised declarative document, immutable once
+ * published, and reference-counted.
+ *
+ * The main thread builds a generation (off the workers), then publishes it
+ * with one atomic pointer swap. Each request pins the generation current when
+ * it started (sl_gen_acquire) and releases it when it ends; the last release
+ * frees it. A reload therefore never drops or stalls a request.
+ */
+#ifndef SL_GEN_H
+#define SL_GEN_H
+
+#include "errors.h"
+#include "router.h"
+
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct sl_target_s {
+    char *host; /* owned */
+    uint16_t port;
+    unsigned weight;
+    bool is_ip;
+    struct sockaddr_storage addr; /* valid when is_ip */
+    socklen_t addrlen;
+} sl_target_t;
+
+typedef struct sl_upstream_s {
+    char *id, *name; /* owned */
+    char *host_header; /* owned, may be NULL */
+    sl_target_t *targets; /* owned; weight > 0 only */
+    size_t ntargets;
+    unsigned *wheel; /* owned: round-robin wheel of target indexes */
+    size_t wheel_len;
+} sl_upstream_t;
+
+typedef struct sl_service_s {
+    char *id, *name; /* owned; name may be NULL */
+    char *host;      /* owned */
+    char *path;      /* owned, may be NULL */
+    uint16_t port;
+    bool https;
+    int retries;
+    uint32_t connect_timeout_ms, read_timeout_ms, write_timeout_ms;
+    const sl_upstream_t *upstream; /* borrowed from the generation; NULL: host is DNS/IP */
+    bool host_is_ip;
+    struct sockaddr_storage addr; /* valid when host_is_ip */
+    socklen_t addrlen;
+    char *host_header; /* owned: "host" or "host:port" as sent upstream */
+} sl_service_t;
+
+typedef struct sl_route_s {
+    char *id, *name; /* owned; name may be NULL */
+    const sl_service_t *service; /* borrowed; NULL: the route has no service (503) */
+    bool strip_path;
+    bool preserve_host;
+    int path_handling; /* 0 = v0, 1 = v1 */
+    int https_redirect_status_code;
+    unsigned protocols;
+} sl_route_t;
+
+typedef struct sl_gen_s {
+    atomic_int refs;
+    uint64_t version;
+    char hash[33]; /* md5 hex of the normalised document */
+    sl_router_t *router;
+    sl_service_t *services;
+    size_t nservices;
+    sl_route_t *routes;
+    size_t nroutes;
+    sl_upstream_t *upstreams;
+    size_t nupstreams;
+    json_t *doc; /* owned: the normalised document it was built from */
+} sl_gen_t;
+
+/*
+ * Builds a generation from a normalised declarative document (see
+ * declarative.h). Takes a reference to doc. Returns SL_OK with *out, or
+ * SL_ERR_INVALID with messages in errs (e.g. an entity the data plane cannot
+ * serve yet, such as a plugin).
+ */
+int sl_gen_build(json_t *doc, uint64_t version, sl_gen_t **out, sl_errors_t *errs);
+
+/* An empty generation: every request gets 404; /status/ready says not ready. */
+sl_gen_t *sl_gen_empty(void);
+
+void sl_gen_ref(sl_gen_t *g);
+void sl_gen_unref(sl_gen_t *g);
+
+/* The published generation. sl_gen_acquire returns it with a reference the
+ * caller must drop with sl_gen_unref. */
+sl_gen_t *sl_gen_acquire(void);
+/* Publishes g (takes the caller's reference) and drops the old one. */
+void sl_gen_publish(sl_gen_t *g);
+/* Drops the published generation (at exit). */
+void sl_gen_clear(void);
+/* True once a non-empty configuration has been published. */
+bool sl_gen_ready(void);
+
+#endif

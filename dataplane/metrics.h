@@ -1,0 +1,48 @@
+/*
+ * Per-worker counters for the status API and /metrics. Each worker writes
+ * only its own sl_metrics_t, with relaxed atomics and no locks; the status
+ * thread sums all workers at scrape time.
+ */
+#ifndef SL_METRICS_H
+#define SL_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+
+#define SL_METRICS_SLOTS 4096
+#define SL_LATENCY_BUCKETS 14
+
+typedef struct sl_metric_slot_s {
+    atomic_int used; /* 0 empty, 1 being written, 2 published */
+    int code;
+    char route[64];
+    char service[64];
+    atomic_uint_fast64_t count;
+} sl_metric_slot_t;
+
+typedef struct sl_metrics_s {
+    atomic_uint_fast64_t connections_accepted;
+    atomic_int_fast64_t connections_active;
+    atomic_uint_fast64_t requests_total;
+    atomic_uint_fast64_t latency_bucket[SL_LATENCY_BUCKETS + 1]; /* last is +Inf */
+    atomic_uint_fast64_t latency_sum_us;
+    atomic_uint_fast64_t latency_count;
+    atomic_uint_fast64_t upstream_connects;
+    atomic_uint_fast64_t overflow; /* requests whose label slot did not fit */
+    sl_metric_slot_t slots[SL_METRICS_SLOTS];
+} sl_metrics_t;
+
+/* Bucket bounds in milliseconds. */
+extern const double sl_latency_bounds_ms[SL_LATENCY_BUCKETS];
+
+/* Called by the owning worker at the end of each request. */
+void sl_metrics_request(sl_metrics_t *m, const char *route, const char *service, int code,
+                        uint64_t latency_us);
+
+/* Appends the Prometheus text of all workers to out. */
+void sl_metrics_render(sl_metrics_t *const *all, int n, const char *config_hash,
+                       struct evbuffer *out);
+
+#endif

@@ -1,0 +1,1571 @@
+/*
+ * proxy.c owns client connections, their requests and the upstream
+ * connections that serve them: the HTTP/1.1 reverse proxy.
+ *
+ * Everything here runs on one worker's event loop. A client connection
+ * (sl_conn_t) owns its bufferevent, its deadline timer and at most one
+ * request (sl_req_t) at a time; pipelined requests wait, unparsed, in the
+ * connection's input buffer until the current one finishes, so answers go
+ * out in order. A request owns its arena (the copied head, the upstream
+ * head, scratch strings), its pin on the configuration generation and, while
+ * it is being served, an upstream connection (sl_upconn_t). Upstream
+ * connections go back to the worker's keep-alive pool when both messages
+ * ended cleanly, and are closed otherwise.
+ *
+ * Bodies are streamed both ways by moving evbuffer chains (no copies) and
+ * bounded by watermarks: a side whose output passes SL_BUF_HIGH stops the
+ * other side's reading until it drains below SL_BUF_LOW. Chunked bodies pass
+ * through untouched while the decoder tracks where they end; they are only
+ * decoded for HTTP/1.0 clients.
+ *
+ * Lifetimes: callbacks never free the object they run on while still using
+ * it; finishing a request may start the next pipelined one, which is why the
+ * parse loop (conn_resume) is re-entrancy-guarded instead of recursive.
+ */
+#include "arena.h"
+#include "h1_parser.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define SL_BUF_HIGH (256 * 1024)
+#define SL_BUF_LOW (64 * 1024)
+#define SL_UPATH_MAX 16384
+
+FILE *sl_access_log;
+
+enum conn_state {
+    C_IDLE,    /* between requests (keep-alive) */
+    C_HEAD,    /* part of a request head received */
+    C_BUSY,    /* a request is being served */
+    C_TUNNEL,  /* upgraded: bytes relayed both ways */
+    C_CLOSING, /* flushing the last response, then close */
+};
+
+typedef struct sl_req_s sl_req_t;
+
+struct sl_conn_s {
+    LIST_ENTRY(sl_conn_s) link;
+    sl_worker_t *w;
+    struct bufferevent *bev; /* owned */
+    struct event *timer;     /* owned: header/idle deadline */
+    struct sockaddr_storage peer;
+    char peer_ip[INET6_ADDRSTRLEN];
+    uint16_t peer_port, local_port;
+    bool trusted;
+    int state;
+    unsigned nreq;
+    sl_req_t *req;   /* owned: the request being served */
+    bool in_resume;  /* conn_resume is on the stack */
+    bool draining;   /* close after the current response */
+    sl_upconn_t *tunnel; /* owned in C_TUNNEL */
+};
+
+struct sl_upconn_s {
+    TAILQ_ENTRY(sl_upconn_s) link;
+    sl_worker_t *w;
+    struct bufferevent *bev; /* owned */
+    struct event *timer;     /* owned: connect timeout */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    sl_req_t *req; /* borrowed: the request using it; NULL while idle */
+    sl_conn_t *tunnel_peer; /* in a tunnel: the client side */
+    unsigned nreq;
+    bool connected;
+    bool in_pool;
+};
+
+enum body_kind { B_NONE, B_LENGTH, B_CHUNKED, B_EOF };
+
+struct sl_req_s {
+    sl_conn_t *c;
+    sl_gen_t *gen; /* pinned for the request's life */
+    sl_arena_t arena;
+    sl_h1_request_t h;
+    const sl_route_t *route;
+    const sl_service_t *svc;
+    sl_router_match_t m;
+    char *npath;
+    size_t npath_len;
+    char reqid[33];
+
+    /* request body, client -> upstream */
+    int body_kind;
+    uint64_t body_left;
+    sl_h1_chunked_t chunk;
+    bool body_done;
+    bool body_forwarded; /* some body bytes went upstream: no silent retry */
+
+    /* upstream */
+    char *uphead; /* the upstream request head, kept for retries */
+    size_t uphead_len;
+    sl_upconn_t *up;
+    sl_dns_waiter_t *dns;
+    int tries;
+    bool upgrade;
+
+    /* response, upstream -> client */
+    bool resp_started; /* any upstream response byte seen */
+    bool resp_head_done;
+    int resp_kind;
+    uint64_t resp_left;
+    sl_h1_chunked_t rchunk;
+    bool resp_dechunk;
+    bool up_keepalive;
+    bool client_close;
+
+    int status;
+    uint64_t bytes_out;
+    uint64_t t_start, t_sent, t_head;
+};
+
+static void conn_resume(sl_conn_t *c);
+static void conn_close(sl_conn_t *c);
+static void finish_request(sl_req_t *r);
+static void connect_upstream(sl_req_t *r);
+static void pump_request_body(sl_req_t *r);
+static void pump_response_body(sl_req_t *r);
+static void on_client_read(struct bufferevent *bev, void *arg);
+static void on_client_write(struct bufferevent *bev, void *arg);
+static void on_client_event(struct bufferevent *bev, short what, void *arg);
+static void on_up_read(struct bufferevent *bev, void *arg);
+static void on_up_write(struct bufferevent *bev, void *arg);
+static void on_up_event(struct bufferevent *bev, short what, void *arg);
+static void upconn_close(sl_upconn_t *u);
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static const sl_h1_header_t *find_hdr(const sl_h1_header_t *h, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (sl_strcaseeq(h[i].name.p, h[i].name.len, name, len))
+            return &h[i];
+    return NULL;
+}
+
+/* Hop-by-hop fields (RFC 9110 7.6.1) and those the proxy sets itself. */
+static bool skip_request_header(sl_str_t name)
+{
+    static const char *const skip[] = {
+        "connection",        "keep-alive",        "proxy-connection",  "te",
+        "trailer",           "transfer-encoding", "upgrade",           "content-length",
+        "host",              "expect",            "x-real-ip",         "x-forwarded-for",
+        "x-forwarded-proto", "x-forwarded-host",  "x-forwarded-port",  "x-forwarded-path",
+        "x-forwarded-prefix", "via",              "x-kong-request-id",
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(skip); i++)
+        if (sl_str_caseeq_lit(name, skip[i]))
+            return true;
+    return false;
+}
+
+/* Is `name` one of the comma-separated tokens of the Connection header(s)? */
+static bool named_in_connection(const sl_h1_header_t *h, size_t n, sl_str_t name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!sl_str_caseeq_lit(h[i].name, "connection"))
+            continue;
+        const char *p = h[i].value.p, *end = p + h[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *tok = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > tok && sl_strcaseeq(tok, (size_t)(p - tok), name.p, name.len))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void gen_reqid(sl_worker_t *w, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = w->reqid_salt, b = ++w->reqid_counter ^ ((uint64_t)w->id << 56);
+    for (int i = 15; i >= 0; i--, a >>= 4)
+        out[i] = hex[a & 15];
+    for (int i = 31; i >= 16; i--, b >>= 4)
+        out[i] = hex[b & 15];
+    out[32] = '\0';
+}
+
+static uint64_t ms_between(uint64_t from_us, uint64_t to_us)
+{
+    return to_us > from_us ? (to_us - from_us) / 1000 : 0;
+}
+
+/* ------------------------------------------------------- access log, metrics */
+
+static void json_escape(struct evbuffer *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            evbuffer_add_printf(out, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            evbuffer_add_printf(out, "\\u%04x", ch);
+        else
+            evbuffer_add(out, &s[i], 1);
+    }
+}
+
+static void log_request(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    uint64_t now = sl_now_us();
+    const char *route = r->route ? (r->route->name ? r->route->name : r->route->id) : "";
+    const char *svc = r->svc ? (r->svc->name ? r->svc->name : r->svc->id) : "";
+    sl_metrics_request(c->w->metrics, route, svc, r->status, now - r->t_start);
+    if (!sl_access_log)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"time\":%.3f,\"client_ip\":\"%s\",\"method\":\"", sl_wall_time(),
+                        c->peer_ip);
+    json_escape(b, r->h.method.p, r->h.method.len);
+    evbuffer_add_printf(b, "\",\"path\":\"");
+    json_escape(b, r->h.path.p, r->h.path.len);
+    evbuffer_add_printf(b, "\",\"status\":%d,\"bytes_sent\":%llu,\"request_time_ms\":%.3f",
+                        r->status, (unsigned long long)r->bytes_out,
+                        (double)(now - r->t_start) / 1000.0);
+    if (r->t_head)
+        evbuffer_add_printf(b, ",\"upstream_time_ms\":%.3f",
+                            (double)(r->t_head - r->t_sent) / 1000.0);
+    evbuffer_add_printf(b, ",\"route\":%s%s%s,\"service\":%s%s%s,\"request_id\":\"%s\"}\n",
+                        r->route ? "\"" : "", r->route ? r->route->id : "null",
+                        r->route ? "\"" : "", r->svc ? "\"" : "", r->svc ? r->svc->id : "null",
+                        r->svc ? "\"" : "", r->reqid);
+    size_t n = evbuffer_get_length(b);
+    fwrite(evbuffer_pullup(b, -1), 1, n, sl_access_log);
+    fflush(sl_access_log);
+    evbuffer_free(b);
+}
+
+/* ----------------------------------------------------- generated responses */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Request Entity Too Large";
+    case 414:
+        return "Request-URI Too Large";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    }
+    return "Unknown";
+}
+
+/*
+ * Writes a proxy-generated JSON response. With r == NULL (a request that
+ * could not even be parsed) the connection always closes afterwards. With a
+ * request, the connection closes if asked to, or if the request body has not
+ * been read (its framing would be lost).
+ */
+static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message,
+                      const char *extra_headers, bool close)
+{
+    const sl_dp_conf_t *conf = c->w->conf;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    char body[512];
+    int blen;
+    if (r)
+        blen = snprintf(body, sizeof(body), "{\"message\":\"%s\",\"request_id\":\"%s\"}\n",
+                        message, r->reqid);
+    else
+        blen = snprintf(body, sizeof(body), "{\"message\":\"%s\"}\n", message);
+    if (r && !r->body_done && r->body_kind != B_NONE)
+        close = true;
+    if (!r || c->draining || (r && !r->h.keep_alive))
+        close = true;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: ", status, reason_phrase(status));
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    evbuffer_add_printf(out,
+                        "%s\r\nContent-Type: application/json; charset=utf-8\r\n"
+                        "Content-Length: %d\r\n",
+                        date, blen);
+    if (close)
+        evbuffer_add_printf(out, "Connection: close\r\n");
+    else if (r && r->h.minor_version == 0)
+        evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+    if (conf->hdr_server_tokens)
+        evbuffer_add_printf(out, "Server: %s\r\n", SL_SERVER_TOKEN);
+    if (r && conf->hdr_latency_tokens)
+        evbuffer_add_printf(out, "X-Kong-Response-Latency: %llu\r\n",
+                            (unsigned long long)ms_between(r->t_start, sl_now_us()));
+    if (r && conf->hdr_request_id)
+        evbuffer_add_printf(out, "X-Kong-Request-Id: %s\r\n", r->reqid);
+    if (extra_headers)
+        evbuffer_add_printf(out, "%s", extra_headers);
+    evbuffer_add(out, "\r\n", 2);
+    if (!(r && r->h.method.len == 4 && !memcmp(r->h.method.p, "HEAD", 4)))
+        evbuffer_add(out, body, (size_t)blen);
+    if (r) {
+        r->status = status;
+        r->bytes_out += (size_t)blen;
+        if (close)
+            r->client_close = true;
+        finish_request(r);
+    } else {
+        c->state = C_CLOSING;
+        bufferevent_disable(c->bev, EV_READ);
+        on_client_write(c->bev, c);
+    }
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void arm_timer(sl_conn_t *c, uint64_t ms)
+{
+    struct timeval tv = ms_tv(ms);
+    evtimer_add(c->timer, &tv);
+}
+
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    sl_conn_t *c = arg;
+    /* Idle keep-alive or header deadline: a slow or silent client. Nothing was
+     * promised to it, so it is simply closed (nginx does the same). */
+    SL_DEBUG("worker %d: client %s:%u timed out in state %d", c->w->id, c->peer_ip, c->peer_port,
+             c->state);
+    conn_close(c);
+}
+
+void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                    uint16_t local_port)
+{
+    sl_conn_t *c = sl_xcalloc(1, sizeof(*c));
+    c->w = w;
+    c->local_port = local_port;
+    memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_port = ntohs(sin->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_port = ntohs(sin6->sin6_port);
+    }
+    c->trusted = sl_cidr_match(w->conf->trusted, w->conf->ntrusted, sa);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    c->timer = evtimer_new(w->base, on_conn_timer, c);
+    bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SL_BUF_HIGH);
+    bufferevent_setwatermark(c->bev, EV_WRITE, SL_BUF_LOW, 0);
+    struct timeval send_tv = ms_tv(w->conf->send_timeout_ms);
+    bufferevent_set_timeouts(c->bev, NULL, &send_tv);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = C_IDLE;
+    arm_timer(c, w->conf->client_header_timeout_ms);
+    LIST_INSERT_HEAD(&w->conns, c, link);
+    atomic_fetch_add_explicit(&w->metrics->connections_accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
+}
+
+static void req_free(sl_req_t *r)
+{
+    if (r->dns)
+        sl_dns_cancel(r->c->w, r->dns);
+    if (r->gen)
+        sl_gen_unref(r->gen);
+    sl_arena_dispose(&r->arena);
+    free(r);
+}
+
+static void conn_close(sl_conn_t *c)
+{
+    sl_worker_t *w = c->w;
+    if (c->req) {
+        sl_req_t *r = c->req;
+        if (r->up) {
+            r->up->req = NULL;
+            upconn_close(r->up);
+            r->up = NULL;
+        }
+        if (!r->status)
+            r->status = 499; /* client closed the connection before the response */
+        log_request(r);
+        req_free(r);
+        c->req = NULL;
+    }
+    if (c->tunnel) {
+        c->tunnel->tunnel_peer = NULL;
+        upconn_close(c->tunnel);
+        c->tunnel = NULL;
+    }
+    LIST_REMOVE(c, link);
+    event_free(c->timer);
+    bufferevent_free(c->bev);
+    free(c);
+    atomic_fetch_sub_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
+    if (w->draining && LIST_EMPTY(&w->conns))
+        event_base_loopexit(w->base, NULL);
+}
+
+void sl_conns_drain(sl_worker_t *w)
+{
+    sl_conn_t *c, *next;
+    for (c = LIST_FIRST(&w->conns); c; c = next) {
+        next = LIST_NEXT(c, link);
+        c->draining = true;
+        if (c->state == C_IDLE)
+            conn_close(c);
+    }
+}
+
+/* -------------------------------------------------------- request parsing */
+
+static size_t router_get_header(void *ud, const char *name, sl_str_t *out, size_t max)
+{
+    sl_req_t *r = ud;
+    size_t n = 0, len = strlen(name);
+    for (size_t i = 0; i < r->h.num_headers; i++) {
+        if (sl_strcaseeq(r->h.headers[i].name.p, r->h.headers[i].name.len, name, len)) {
+            if (n < max)
+                out[n] = r->h.headers[i].value;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Re-points every string of a parsed head from `from` into `to`. */
+static void rebase(sl_str_t *s, const char *from, const char *to)
+{
+    if (s->p)
+        s->p = to + (s->p - from);
+}
+
+static void build_upstream_head(sl_req_t *r);
+
+/* Routes a parsed request and starts proxying it. */
+static void process_request(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    sl_worker_t *w = c->w;
+    const sl_dp_conf_t *conf = w->conf;
+
+    r->gen = sl_worker_gen(w);
+    sl_gen_ref(r->gen);
+
+    /* Request body framing is known from the head; remember it before any
+     * early answer so send_json can tell whether the body was consumed. */
+    if (r->h.body_kind == SL_H1_BODY_LENGTH) {
+        r->body_kind = r->h.content_length ? B_LENGTH : B_NONE;
+        r->body_left = r->h.content_length;
+    } else if (r->h.body_kind == SL_H1_BODY_CHUNKED) {
+        r->body_kind = B_CHUNKED;
+        sl_h1_chunked_init(&r->chunk, conf->client_max_body_size);
+    }
+    r->body_done = r->body_kind == B_NONE;
+
+    r->npath = sl_arena_alloc(&r->arena, r->h.path.len + 1);
+    if (sl_uri_normalize(r->h.path.p, r->h.path.len, r->npath, &r->npath_len) != SL_OK) {
+        send_json(c, r, 400, "Bad request: invalid request path", NULL, true);
+        return;
+    }
+    r->npath[r->npath_len] = '\0';
+
+    if (conf->client_max_body_size && r->body_kind == B_LENGTH &&
+        r->body_left > conf->client_max_body_size) {
+        send_json(c, r, 413, "Request size limit exceeded", NULL, true);
+        return;
+    }
+
+    sl_router_req_t rq = {
+        .method = r->h.method,
+        .path = {r->npath, r->npath_len},
+        .host = r->h.absolute_form ? r->h.authority : r->h.host,
+        .scheme = SL_PROTO_HTTP,
+        .get_header = router_get_header,
+        .ud = r,
+    };
+    if (sl_router_match(r->gen->router, &rq, &r->m) != SL_OK) {
+        send_json(c, r, 404, "no Route matched with those values", NULL, false);
+        return;
+    }
+    r->route = r->m.data;
+    if (r->m.protocol_mismatch) {
+        int code = r->route->https_redirect_status_code;
+        if (code == 426) {
+            send_json(c, r, 426, "Please use HTTPS protocol",
+                      "Upgrade: TLS/1.2, HTTP/1.1\r\n", false);
+        } else {
+            char loc[SL_UPATH_MAX + 600];
+            snprintf(loc, sizeof(loc), "Location: https://%.*s%.*s\r\n", (int)rq.host.len,
+                     rq.host.p, (int)r->h.target.len, r->h.target.p);
+            send_json(c, r, code, "Please use HTTPS protocol", loc, false);
+        }
+        return;
+    }
+    r->svc = r->route->service;
+    if (!r->svc) {
+        send_json(c, r, 503, "no Service found with those values", NULL, false);
+        return;
+    }
+
+    r->upgrade = r->h.upgrade;
+    build_upstream_head(r);
+    if (!r->uphead)
+        return; /* answered already */
+
+    if (r->h.expect_continue && r->h.minor_version == 1 && !r->body_done)
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+
+    /* While the body streams, a stalled client is cut off after
+     * client_body_timeout of silence. */
+    if (!r->body_done) {
+        struct timeval rt = ms_tv(conf->client_body_timeout_ms);
+        struct timeval wt = ms_tv(conf->send_timeout_ms);
+        bufferevent_set_timeouts(c->bev, &rt, &wt);
+    }
+    r->t_sent = sl_now_us();
+    connect_upstream(r);
+}
+
+/* Appends "name: value\r\n". */
+static void add_hdr(struct evbuffer *b, const char *name, const char *v, size_t vlen)
+{
+    evbuffer_add(b, name, strlen(name));
+    evbuffer_add(b, ": ", 2);
+    evbuffer_add(b, v, vlen);
+    evbuffer_add(b, "\r\n", 2);
+}
+
+/* The value to forward for an X-Forwarded-* header: the client's when it is
+ * a trusted proxy and sent one, else the computed one. */
+static const sl_h1_header_t *trusted_hdr(sl_req_t *r, const char *name)
+{
+    return r->c->trusted ? find_hdr(r->h.headers, r->h.num_headers, name) : NULL;
+}
+
+static void build_upstream_head(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    const sl_dp_conf_t *conf = c->w->conf;
+    const sl_service_t *s = r->svc;
+    const sl_h1_header_t *hs = r->h.headers;
+    size_t nh = r->h.num_headers;
+    char upath[SL_UPATH_MAX];
+
+    if (sl_router_upstream_path(s->path, (sl_str_t){r->npath, r->npath_len}, &r->m,
+                                r->route->strip_path, r->route->path_handling, upath,
+                                sizeof(upath)) != SL_OK) {
+        send_json(c, r, 414, "Request-URI Too Large", NULL, true);
+        return;
+    }
+
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "%.*s %s", (int)r->h.method.len, r->h.method.p, upath);
+    if (r->h.query.p) {
+        evbuffer_add(b, "?", 1);
+        evbuffer_add(b, r->h.query.p, r->h.query.len);
+    }
+    evbuffer_add(b, " HTTP/1.1\r\n", 11);
+
+    sl_str_t host = r->h.absolute_form ? r->h.authority : r->h.host;
+    if (r->route->preserve_host && host.len)
+        add_hdr(b, "Host", host.p, host.len);
+    else
+        add_hdr(b, "Host", s->host_header, strlen(s->host_header));
+
+    for (size_t i = 0; i < nh; i++) {
+        if (skip_request_header(hs[i].name) || named_in_connection(hs, nh, hs[i].name))
+            continue;
+        evbuffer_add(b, hs[i].name.p, hs[i].name.len);
+        evbuffer_add(b, ": ", 2);
+        evbuffer_add(b, hs[i].value.p, hs[i].value.len);
+        evbuffer_add(b, "\r\n", 2);
+    }
+
+    if (r->body_kind == B_LENGTH)
+        evbuffer_add_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->body_left);
+    else if (r->body_kind == B_CHUNKED)
+        evbuffer_add_printf(b, "Transfer-Encoding: chunked\r\n");
+    else if (r->h.body_kind == SL_H1_BODY_LENGTH)
+        evbuffer_add_printf(b, "Content-Length: 0\r\n");
+
+    const sl_h1_header_t *up = find_hdr(hs, nh, "upgrade");
+    if (r->upgrade && up) {
+        add_hdr(b, "Upgrade", up->value.p, up->value.len);
+        evbuffer_add_printf(b, "Connection: upgrade\r\n");
+    } else {
+        r->upgrade = false;
+        evbuffer_add_printf(b, "Connection: keep-alive\r\n");
+    }
+
+    /* X-Real-IP: the client address, or what a trusted proxy says it is. */
+    const sl_h1_header_t *v = trusted_hdr(r, "x-real-ip");
+    if (v)
+        add_hdr(b, "X-Real-IP", v->value.p, v->value.len);
+    else
+        add_hdr(b, "X-Real-IP", c->peer_ip, strlen(c->peer_ip));
+
+    /* X-Forwarded-For is always appended to, as nginx's
+     * $proxy_add_x_forwarded_for does; several incoming fields are joined. */
+    evbuffer_add(b, "X-Forwarded-For: ", 17);
+    for (size_t i = 0; i < nh; i++) {
+        if (sl_str_caseeq_lit(hs[i].name, "x-forwarded-for")) {
+            evbuffer_add(b, hs[i].value.p, hs[i].value.len);
+            evbuffer_add(b, ", ", 2);
+        }
+    }
+    evbuffer_add_printf(b, "%s\r\n", c->peer_ip);
+
+    if ((v = trusted_hdr(r, "x-forwarded-proto")))
+        add_hdr(b, "X-Forwarded-Proto", v->value.p, v->value.len);
+    else
+        evbuffer_add_printf(b, "X-Forwarded-Proto: http\r\n");
+
+    if ((v = trusted_hdr(r, "x-forwarded-host"))) {
+        add_hdr(b, "X-Forwarded-Host", v->value.p, v->value.len);
+    } else {
+        /* nginx's $host: the Host without its port, lower-cased. */
+        size_t hl = host.len;
+        const char *colon = host.len && host.p[0] != '[' ? memchr(host.p, ':', host.len) : NULL;
+        if (host.len && host.p[0] == '[') {
+            const char *rb = memchr(host.p, ']', host.len);
+            if (rb)
+                hl = (size_t)(rb - host.p) + 1;
+        } else if (colon) {
+            hl = (size_t)(colon - host.p);
+        }
+        char lower[256];
+        hl = SL_MIN(hl, sizeof(lower));
+        for (size_t i = 0; i < hl; i++)
+            lower[i] = sl_lower(host.p[i]);
+        add_hdr(b, "X-Forwarded-Host", lower, hl);
+    }
+
+    if ((v = trusted_hdr(r, "x-forwarded-port")))
+        add_hdr(b, "X-Forwarded-Port", v->value.p, v->value.len);
+    else
+        evbuffer_add_printf(b, "X-Forwarded-Port: %u\r\n", c->local_port);
+
+    if ((v = trusted_hdr(r, "x-forwarded-path")))
+        add_hdr(b, "X-Forwarded-Path", v->value.p, v->value.len);
+    else
+        add_hdr(b, "X-Forwarded-Path", r->h.path.p, r->h.path.len);
+
+    if ((v = trusted_hdr(r, "x-forwarded-prefix")))
+        add_hdr(b, "X-Forwarded-Prefix", v->value.p, v->value.len);
+    else if (r->route->strip_path && r->m.prefix_len > 0 &&
+             !(r->m.prefix_len == 1 && r->npath[0] == '/'))
+        add_hdr(b, "X-Forwarded-Prefix", r->npath, r->m.prefix_len);
+
+    /* Via (RFC 9110 7.6.3): appended to what earlier proxies wrote. */
+    evbuffer_add(b, "Via: ", 5);
+    for (size_t i = 0; i < nh; i++) {
+        if (sl_str_caseeq_lit(hs[i].name, "via")) {
+            evbuffer_add(b, hs[i].value.p, hs[i].value.len);
+            evbuffer_add(b, ", ", 2);
+        }
+    }
+    evbuffer_add_printf(b, "1.%d %s\r\n", r->h.minor_version, SL_SERVER_TOKEN);
+    if (conf->hdr_request_id)
+        evbuffer_add_printf(b, "X-Kong-Request-Id: %s\r\n", r->reqid);
+    evbuffer_add(b, "\r\n", 2);
+
+    r->uphead_len = evbuffer_get_length(b);
+    r->uphead = sl_arena_alloc(&r->arena, r->uphead_len);
+    evbuffer_remove(b, r->uphead, r->uphead_len);
+    evbuffer_free(b);
+}
+
+/*
+ * Parses as many requests as the input holds while the connection is free.
+ * Guarded against re-entry: finishing a request inside this loop (an
+ * immediate 404, say) only changes state, and the loop picks up the next
+ * pipelined request, so deep pipelines never deepen the stack.
+ */
+static void conn_resume(sl_conn_t *c)
+{
+    if (c->in_resume)
+        return;
+    c->in_resume = true;
+    sl_worker_t *w = c->w;
+    const sl_dp_conf_t *conf = w->conf;
+    sl_h1_limits_t lim = {.max_request_line = conf->max_request_line,
+                          .max_header_block = conf->max_header_size,
+                          .max_headers = conf->max_headers};
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    while ((c->state == C_IDLE || c->state == C_HEAD) && evbuffer_get_length(in) > 0) {
+        if (c->draining && c->state == C_IDLE) {
+            c->in_resume = false;
+            conn_close(c);
+            return;
+        }
+        if (c->state == C_IDLE) {
+            c->state = C_HEAD;
+            if (c->nreq > 0)
+                arm_timer(c, conf->client_header_timeout_ms);
+        }
+        size_t avail = evbuffer_get_length(in);
+        size_t want = SL_MIN(avail, (size_t)conf->max_header_size + 1);
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
+        sl_h1_request_t h;
+        sl_h1_error_t err = {0, NULL};
+        size_t consumed = 0;
+        h.headers = w->scratch_headers;
+        int rc = sl_h1_parse_request(buf, want, &lim, &h, &consumed, &err);
+        if (rc == SL_AGAIN)
+            break;
+        if (rc != SL_OK) {
+            SL_INFO("worker %d: client %s: bad request: %s", w->id, c->peer_ip,
+                    err.message ? err.message : "?");
+            c->in_resume = false;
+            evtimer_del(c->timer);
+            send_json(c, NULL, err.status ? err.status : 400,
+                      err.message ? err.message : "Bad request", NULL, true);
+            return;
+        }
+
+        evtimer_del(c->timer);
+        sl_req_t *r = sl_xcalloc(1, sizeof(*r));
+        r->c = c;
+        r->t_start = sl_now_us();
+        sl_arena_init(&r->arena);
+        gen_reqid(w, r->reqid);
+        /* Keep a private copy of the head: the input buffer is about to be
+         * drained and the parsed strings point into it. */
+        char *copy = sl_arena_alloc(&r->arena, consumed);
+        memcpy(copy, buf, consumed);
+        r->h = h;
+        rebase(&r->h.method, buf, copy);
+        rebase(&r->h.target, buf, copy);
+        rebase(&r->h.path, buf, copy);
+        rebase(&r->h.query, buf, copy);
+        rebase(&r->h.authority, buf, copy);
+        rebase(&r->h.host, buf, copy);
+        r->h.headers = sl_arena_alloc(&r->arena, (h.num_headers + 1) * sizeof(sl_h1_header_t));
+        for (size_t i = 0; i < h.num_headers; i++) {
+            r->h.headers[i] = h.headers[i];
+            rebase(&r->h.headers[i].name, buf, copy);
+            rebase(&r->h.headers[i].value, buf, copy);
+        }
+        evbuffer_drain(in, consumed);
+        c->req = r;
+        c->state = C_BUSY;
+        c->nreq++;
+        if (c->draining || !r->h.keep_alive)
+            r->client_close = true;
+        process_request(r);
+    }
+    if (c->state == C_BUSY && c->req && !c->req->body_done)
+        pump_request_body(c->req);
+    c->in_resume = false;
+}
+
+/* ----------------------------------------------------- request completion */
+
+static void upconn_release(sl_upconn_t *u);
+
+/* Called when the upstream response is complete (or a generated response
+ * was written) and, for proxied requests, the upstream side is settled. */
+static void finish_request(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    if (r->up) {
+        sl_upconn_t *u = r->up;
+        r->up = NULL;
+        u->req = NULL;
+        if (r->up_keepalive && r->body_done && r->resp_kind != B_EOF)
+            upconn_release(u);
+        else
+            upconn_close(u);
+    }
+    if (!r->body_done)
+        r->client_close = true;
+    log_request(r);
+    bool close = r->client_close;
+    c->req = NULL;
+    req_free(r);
+
+    if (close) {
+        c->state = C_CLOSING;
+        bufferevent_disable(c->bev, EV_READ);
+        on_client_write(c->bev, c);
+        return;
+    }
+    c->state = C_IDLE;
+    struct timeval wt = ms_tv(c->w->conf->send_timeout_ms);
+    bufferevent_set_timeouts(c->bev, NULL, &wt);
+    bufferevent_enable(c->bev, EV_READ);
+    arm_timer(c, c->w->conf->keepalive_timeout_ms);
+    conn_resume(c);
+}
+
+/* ----------------------------------------------------- upstream connections */
+
+static bool same_addr(const struct sockaddr_storage *a, socklen_t alen,
+                      const struct sockaddr_storage *b, socklen_t blen)
+{
+    if (alen != blen || a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, 16);
+}
+
+static void upconn_close(sl_upconn_t *u)
+{
+    if (u->in_pool) {
+        TAILQ_REMOVE(&u->w->idle, u, link);
+        u->w->nidle--;
+    }
+    if (u->timer)
+        event_free(u->timer);
+    bufferevent_free(u->bev);
+    free(u);
+}
+
+static void on_idle_event(struct bufferevent *bev, short what, void *arg)
+{
+    upconn_close(arg); /* the upstream closed or timed out an idle connection */
+}
+
+static void on_idle_read(struct bufferevent *bev, void *arg)
+{
+    upconn_close(arg); /* unsolicited bytes on an idle connection: unusable */
+}
+
+/* Puts a connection whose last exchange ended cleanly into the pool. */
+static void upconn_release(sl_upconn_t *u)
+{
+    sl_worker_t *w = u->w;
+    const sl_dp_conf_t *conf = w->conf;
+    if (w->draining || conf->upstream_keepalive_pool_size == 0 ||
+        (conf->upstream_keepalive_max_requests &&
+         u->nreq >= conf->upstream_keepalive_max_requests) ||
+        evbuffer_get_length(bufferevent_get_input(u->bev)) > 0) {
+        upconn_close(u);
+        return;
+    }
+    if (w->nidle >= conf->upstream_keepalive_pool_size)
+        upconn_close(TAILQ_LAST(&w->idle, sl_upconn_head));
+    bufferevent_setcb(u->bev, on_idle_read, NULL, on_idle_event, u);
+    struct timeval idle = ms_tv(conf->upstream_keepalive_idle_timeout_ms);
+    bufferevent_set_timeouts(u->bev, &idle, NULL);
+    bufferevent_enable(u->bev, EV_READ);
+    TAILQ_INSERT_HEAD(&w->idle, u, link);
+    u->in_pool = true;
+    w->nidle++;
+}
+
+void sl_upstream_pool_close_all(sl_worker_t *w)
+{
+    sl_upconn_t *u;
+    while ((u = TAILQ_FIRST(&w->idle)))
+        upconn_close(u);
+}
+
+static sl_upconn_t *pool_take(sl_worker_t *w, const struct sockaddr_storage *addr,
+                              socklen_t len)
+{
+    sl_upconn_t *u;
+    TAILQ_FOREACH(u, &w->idle, link)
+    {
+        if (same_addr(&u->addr, u->addrlen, addr, len)) {
+            TAILQ_REMOVE(&w->idle, u, link);
+            u->in_pool = false;
+            w->nidle--;
+            return u;
+        }
+    }
+    return NULL;
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    sl_upconn_t *u = arg;
+    on_up_event(u->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_WRITING, u);
+}
+
+/* Sends the request head (and whatever body is buffered) on u. */
+static void attach_upstream(sl_req_t *r, sl_upconn_t *u)
+{
+    const sl_service_t *s = r->svc;
+    r->up = u;
+    u->req = r;
+    u->nreq++;
+    bufferevent_setcb(u->bev, on_up_read, on_up_write, on_up_event, u);
+    bufferevent_setwatermark(u->bev, EV_READ, 0, SL_BUF_HIGH);
+    bufferevent_setwatermark(u->bev, EV_WRITE, SL_BUF_LOW, 0);
+    struct timeval rt = ms_tv(s->read_timeout_ms), wt = ms_tv(s->write_timeout_ms);
+    bufferevent_set_timeouts(u->bev, &rt, &wt);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    evbuffer_add(bufferevent_get_output(u->bev), r->uphead, r->uphead_len);
+    pump_request_body(r);
+}
+
+static void fail_upstream(sl_req_t *r, int status, const char *message)
+{
+    if (r->up) {
+        r->up->req = NULL;
+        upconn_close(r->up);
+        r->up = NULL;
+    }
+    if (r->resp_head_done) {
+        /* Part of the response is out: the only honest signal left is to
+         * close the client connection mid-body. */
+        r->client_close = true;
+        conn_close(r->c);
+        return;
+    }
+    send_json(r->c, r, status, message, NULL, false);
+}
+
+static void on_address(int rc, const struct sockaddr *sa, socklen_t len, void *arg)
+{
+    sl_req_t *r = arg;
+    sl_worker_t *w = r->c->w;
+    r->dns = NULL;
+    if (rc != SL_OK) {
+        send_json(r->c, r, 503, "name resolution failed", NULL, false);
+        return;
+    }
+    struct sockaddr_storage ss;
+    memcpy(&ss, sa, len);
+    sl_upconn_t *u = pool_take(w, &ss, len);
+    if (u) {
+        attach_upstream(r, u);
+        return;
+    }
+    u = sl_xcalloc(1, sizeof(*u));
+    u->w = w;
+    u->addr = ss;
+    u->addrlen = len;
+    u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    u->timer = evtimer_new(w->base, on_connect_timeout, u);
+    atomic_fetch_add_explicit(&w->metrics->upstream_connects, 1, memory_order_relaxed);
+    attach_upstream(r, u);
+    struct timeval ct = ms_tv(r->svc->connect_timeout_ms);
+    evtimer_add(u->timer, &ct);
+    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&u->addr, (int)u->addrlen) != 0) {
+        /* Immediate failure (e.g. no route): treat like a refused connect. The
+         * error event may not be delivered, so report it ourselves. */
+        on_up_event(u->bev, BEV_EVENT_ERROR, u);
+        return;
+    }
+    int one = 1;
+    setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void connect_upstream(sl_req_t *r)
+{
+    const sl_service_t *s = r->svc;
+    sl_worker_t *w = r->c->w;
+    r->tries++;
+    if (s->upstream) {
+        const sl_upstream_t *u = s->upstream;
+        if (u->wheel_len == 0) {
+            send_json(r->c, r, 503, "failure to get a peer from the ring-balancer", NULL,
+                      false);
+            return;
+        }
+        unsigned idx = u->wheel[(w->reqid_counter + (unsigned)r->tries) % u->wheel_len];
+        const sl_target_t *t = &u->targets[idx];
+        if (t->is_ip)
+            on_address(SL_OK, (const struct sockaddr *)&t->addr, t->addrlen, r);
+        else
+            r->dns = sl_dns_resolve(w, t->host, t->port, on_address, r);
+        return;
+    }
+    if (s->host_is_ip)
+        on_address(SL_OK, (const struct sockaddr *)&s->addr, s->addrlen, r);
+    else
+        r->dns = sl_dns_resolve(w, s->host, s->port, on_address, r);
+}
+
+/* Decides what to do when the upstream connection failed before answering. */
+static void upstream_failed(sl_req_t *r, short what)
+{
+    sl_upconn_t *u = r->up;
+    bool was_connected = u->connected;
+    bool reused = u->nreq > 1;
+    bool timeout = what & BEV_EVENT_TIMEOUT;
+    r->up = NULL;
+    u->req = NULL;
+    upconn_close(u);
+
+    if (r->resp_head_done) {
+        fail_upstream(r, 502, "An invalid response was received from the upstream server");
+        return;
+    }
+    /* A pooled connection the upstream had already closed: replay on a fresh
+     * one when nothing of the body is gone (RFC 9110 9.2.2 spirit: no silent
+     * replay of a partly sent body). */
+    if (reused && !r->resp_started && !r->body_forwarded && !timeout) {
+        r->tries--;
+        connect_upstream(r);
+        return;
+    }
+    if (!was_connected && !r->body_forwarded && r->tries <= r->svc->retries) {
+        SL_INFO("worker %d: upstream connect %s (try %d of %d), retrying",
+                r->c->w->id, timeout ? "timed out" : "failed", r->tries, r->svc->retries + 1);
+        connect_upstream(r);
+        return;
+    }
+    if (timeout)
+        fail_upstream(r, 504, "The upstream server is timed out");
+    else
+        fail_upstream(r, 502, "An invalid response was received from the upstream server");
+}
+
+/* ------------------------------------------------------------ body pumping */
+
+/* Feeds the chunked decoder with up to max bytes at the front of buf without
+ * removing them; returns how many belong to the body and sets *done. */
+static int chunked_scan(sl_h1_chunked_t *st, struct evbuffer *buf, size_t *n, bool *done,
+                        sl_h1_data_cb cb, void *ud, sl_h1_error_t *err)
+{
+    struct evbuffer_iovec vec[16];
+    int nv = evbuffer_peek(buf, -1, NULL, vec, 16);
+    *n = 0;
+    *done = false;
+    for (int i = 0; i < nv && i < 16; i++) {
+        size_t used = 0;
+        int rc = sl_h1_chunked_feed(st, vec[i].iov_base, vec[i].iov_len, &used, cb, ud, err);
+        *n += used;
+        if (rc == SL_OK) {
+            *done = true;
+            return SL_OK;
+        }
+        if (rc != SL_AGAIN)
+            return rc;
+    }
+    return SL_AGAIN;
+}
+
+static void pump_request_body(sl_req_t *r)
+{
+    if (!r->up || r->body_done)
+        return;
+    sl_conn_t *c = r->c;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(r->up->bev);
+    size_t avail = evbuffer_get_length(in);
+    if (avail == 0)
+        return;
+    if (r->body_kind == B_LENGTH) {
+        size_t n = (size_t)SL_MIN((uint64_t)avail, r->body_left);
+        evbuffer_remove_buffer(in, out, n);
+        r->body_left -= n;
+        r->body_forwarded = true;
+        if (r->body_left == 0)
+            r->body_done = true;
+    } else if (r->body_kind == B_CHUNKED) {
+        size_t n;
+        bool done;
+        sl_h1_error_t err = {0, NULL};
+        int rc = chunked_scan(&r->chunk, in, &n, &done, NULL, NULL, &err);
+        if (rc < 0) {
+            /* The head is already upstream: the exchange cannot be saved. */
+            SL_INFO("worker %d: client %s: bad chunked body: %s", c->w->id, c->peer_ip,
+                    err.message ? err.message : "?");
+            r->up->req = NULL;
+            upconn_close(r->up);
+            r->up = NULL;
+            r->body_done = true; /* nothing more will be read */
+            send_json(c, r, err.status ? err.status : 400,
+                      err.message ? err.message : "Bad request", NULL, true);
+            return;
+        }
+        evbuffer_remove_buffer(in, out, n);
+        r->body_forwarded = true;
+        if (done)
+            r->body_done = true;
+    }
+    if (r->body_done) {
+        /* Stop the body timeout: we may now wait long for the upstream. */
+        struct timeval wt = ms_tv(c->w->conf->send_timeout_ms);
+        bufferevent_set_timeouts(c->bev, NULL, &wt);
+        if (evbuffer_get_length(in) > SL_BUF_HIGH)
+            bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
+    if (evbuffer_get_length(out) >= SL_BUF_HIGH)
+        bufferevent_disable(c->bev, EV_READ); /* resumed by on_up_write */
+}
+
+/* Response head processing: builds the client head from the upstream's. */
+static bool skip_response_header(sl_str_t name)
+{
+    static const char *const skip[] = {"connection", "keep-alive", "proxy-connection",
+                                       "te",         "trailer",    "transfer-encoding",
+                                       "upgrade",    "via"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(skip); i++)
+        if (sl_str_caseeq_lit(name, skip[i]))
+            return true;
+    return false;
+}
+
+static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
+{
+    sl_conn_t *c = r->c;
+    const sl_dp_conf_t *conf = c->w->conf;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool http10 = r->h.minor_version == 0;
+    bool tunnel = res->status == 101 && r->upgrade;
+
+    r->status = res->status;
+    r->up_keepalive = res->keep_alive;
+    switch (res->body_kind) {
+    case SL_H1_BODY_NONE:
+        r->resp_kind = B_NONE;
+        break;
+    case SL_H1_BODY_LENGTH:
+        r->resp_kind = res->content_length ? B_LENGTH : B_NONE;
+        r->resp_left = res->content_length;
+        break;
+    case SL_H1_BODY_CHUNKED:
+        r->resp_kind = B_CHUNKED;
+        sl_h1_chunked_init(&r->rchunk, 0);
+        if (http10) {
+            r->resp_dechunk = true;
+            r->client_close = true;
+        }
+        break;
+    case SL_H1_BODY_EOF:
+        r->resp_kind = B_EOF;
+        r->client_close = true;
+        break;
+    }
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", res->status, (int)res->reason.len,
+                        res->reason.p);
+    bool has_server = false;
+    for (size_t i = 0; i < res->num_headers; i++) {
+        const sl_h1_header_t *h = &res->headers[i];
+        if (skip_response_header(h->name) ||
+            named_in_connection(res->headers, res->num_headers, h->name))
+            continue;
+        if (r->resp_dechunk && sl_str_caseeq_lit(h->name, "content-length"))
+            continue;
+        if (sl_str_caseeq_lit(h->name, "server"))
+            has_server = true;
+        evbuffer_add(out, h->name.p, h->name.len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, h->value.p, h->value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (r->resp_kind == B_CHUNKED && !r->resp_dechunk)
+        evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+    if (tunnel) {
+        const sl_h1_header_t *up = find_hdr(res->headers, res->num_headers, "upgrade");
+        if (up)
+            add_hdr(out, "Upgrade", up->value.p, up->value.len);
+        evbuffer_add_printf(out, "Connection: upgrade\r\n");
+    } else if (r->client_close || c->draining) {
+        r->client_close = true;
+        evbuffer_add_printf(out, "Connection: close\r\n");
+    } else if (http10) {
+        evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+    }
+    if (!has_server && conf->hdr_server_tokens)
+        evbuffer_add_printf(out, "Server: %s\r\n", SL_SERVER_TOKEN);
+    evbuffer_add(out, "Via: ", 5);
+    for (size_t i = 0; i < res->num_headers; i++) {
+        if (sl_str_caseeq_lit(res->headers[i].name, "via")) {
+            evbuffer_add(out, res->headers[i].value.p, res->headers[i].value.len);
+            evbuffer_add(out, ", ", 2);
+        }
+    }
+    evbuffer_add_printf(out, "1.1 %s\r\n", SL_SERVER_TOKEN);
+    if (conf->hdr_latency_tokens)
+        evbuffer_add_printf(out, "X-Kong-Upstream-Latency: %llu\r\nX-Kong-Proxy-Latency: %llu\r\n",
+                            (unsigned long long)ms_between(r->t_sent, r->t_head),
+                            (unsigned long long)ms_between(r->t_start, r->t_sent));
+    if (conf->hdr_request_id)
+        evbuffer_add_printf(out, "X-Kong-Request-Id: %s\r\n", r->reqid);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+static void on_dechunk_data(void *ud, const char *p, size_t n)
+{
+    evbuffer_add(ud, p, n);
+}
+
+/* Moves the response body; finishes the request at its end. */
+static void pump_response_body(sl_req_t *r)
+{
+    sl_upconn_t *u = r->up;
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *out = bufferevent_get_output(r->c->bev);
+    bool done = false;
+    size_t before = evbuffer_get_length(out);
+
+    switch (r->resp_kind) {
+    case B_NONE:
+        done = true;
+        break;
+    case B_LENGTH: {
+        size_t n = (size_t)SL_MIN((uint64_t)evbuffer_get_length(in), r->resp_left);
+        evbuffer_remove_buffer(in, out, n);
+        r->resp_left -= n;
+        done = r->resp_left == 0;
+        break;
+    }
+    case B_CHUNKED: {
+        size_t n;
+        sl_h1_error_t err = {0, NULL};
+        int rc = chunked_scan(&r->rchunk, in, &n, &done,
+                              r->resp_dechunk ? on_dechunk_data : NULL, out, &err);
+        if (rc < 0) {
+            SL_WARN("worker %d: upstream sent a bad chunked body: %s", r->c->w->id,
+                    err.message ? err.message : "?");
+            fail_upstream(r, 502, "An invalid response was received from the upstream server");
+            return;
+        }
+        if (r->resp_dechunk)
+            evbuffer_drain(in, n);
+        else
+            evbuffer_remove_buffer(in, out, n);
+        break;
+    }
+    case B_EOF:
+        evbuffer_add_buffer(out, in);
+        break;
+    }
+    r->bytes_out += evbuffer_get_length(out) - before;
+    if (done) {
+        if (evbuffer_get_length(in) > 0)
+            r->up_keepalive = false; /* extra bytes after the response: not reusable */
+        if (!r->body_done) {
+            /* The upstream answered before reading the whole request body. */
+            r->up_keepalive = false;
+            r->client_close = true;
+        }
+        finish_request(r);
+        return;
+    }
+    if (evbuffer_get_length(out) >= SL_BUF_HIGH)
+        bufferevent_disable(u->bev, EV_READ); /* resumed by on_client_write */
+}
+
+/* --------------------------------------------------------------- tunnels */
+
+static void on_tunnel_up_read(struct bufferevent *bev, void *arg)
+{
+    sl_upconn_t *u = arg;
+    sl_conn_t *c = u->tunnel_peer;
+    if (!c)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_buffer(out, bufferevent_get_input(bev));
+    if (evbuffer_get_length(out) >= SL_BUF_HIGH)
+        bufferevent_disable(bev, EV_READ);
+}
+
+static void on_tunnel_up_write(struct bufferevent *bev, void *arg)
+{
+    sl_upconn_t *u = arg;
+    if (u->tunnel_peer)
+        bufferevent_enable(u->tunnel_peer->bev, EV_READ);
+}
+
+static void on_tunnel_up_event(struct bufferevent *bev, short what, void *arg)
+{
+    sl_upconn_t *u = arg;
+    sl_conn_t *c = u->tunnel_peer;
+    if (!c)
+        return;
+    /* Flush what the upstream sent, then close the client side. */
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+    c->tunnel = NULL;
+    upconn_close(u);
+    c->state = C_CLOSING;
+    bufferevent_disable(c->bev, EV_READ);
+    on_client_write(c->bev, c);
+}
+
+static void start_tunnel(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    sl_upconn_t *u = r->up;
+    r->up = NULL;
+    u->req = NULL;
+    u->tunnel_peer = c;
+    c->tunnel = u;
+    log_request(r);
+    c->req = NULL;
+    req_free(r);
+    c->state = C_TUNNEL;
+    bufferevent_setcb(u->bev, on_tunnel_up_read, on_tunnel_up_write, on_tunnel_up_event, u);
+    bufferevent_set_timeouts(u->bev, NULL, NULL);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* Bytes that arrived with the head on either side. */
+    struct evbuffer *cin = bufferevent_get_input(c->bev);
+    if (evbuffer_get_length(cin))
+        evbuffer_add_buffer(bufferevent_get_output(u->bev), cin);
+    if (evbuffer_get_length(bufferevent_get_input(u->bev)))
+        on_tunnel_up_read(u->bev, u);
+}
+
+/* ------------------------------------------------------ upstream callbacks */
+
+static void on_up_read(struct bufferevent *bev, void *arg)
+{
+    sl_upconn_t *u = arg;
+    sl_req_t *r = u->req;
+    if (!r) {
+        upconn_close(u);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(bev);
+    sl_worker_t *w = u->w;
+    r->resp_started = true;
+    while (!r->resp_head_done) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return;
+        size_t want = SL_MIN(avail, (size_t)w->conf->max_header_size + 1);
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
+        sl_h1_limits_t lim = {.max_request_line = w->conf->max_header_size,
+                              .max_header_block = w->conf->max_header_size,
+                              .max_headers = w->conf->max_headers};
+        sl_h1_response_t res;
+        sl_h1_error_t err = {0, NULL};
+        size_t consumed = 0;
+        res.headers = w->scratch_headers;
+        bool head_req = r->h.method.len == 4 && !memcmp(r->h.method.p, "HEAD", 4);
+        int rc = sl_h1_parse_response(buf, want, &lim, head_req, &res, &consumed, &err);
+        if (rc == SL_AGAIN)
+            return;
+        if (rc != SL_OK) {
+            SL_WARN("worker %d: upstream %s sent an invalid response head: %s", w->id,
+                    r->svc->host, err.message ? err.message : "?");
+            fail_upstream(r, 502, "An invalid response was received from the upstream server");
+            return;
+        }
+        if (res.status >= 100 && res.status < 200 && res.status != 101) {
+            evbuffer_drain(in, consumed); /* interim responses are not forwarded */
+            continue;
+        }
+        if (res.status == 101 && !r->upgrade) {
+            fail_upstream(r, 502, "An invalid response was received from the upstream server");
+            return;
+        }
+        r->t_head = sl_now_us();
+        write_response_head(r, &res);
+        evbuffer_drain(in, consumed);
+        r->resp_head_done = true;
+        if (res.status == 101) {
+            if (!r->body_done) {
+                /* Everything after the head now belongs to the tunnel. */
+                r->body_done = true;
+            }
+            start_tunnel(r);
+            return;
+        }
+        /* Waiting for the body now: the read timeout keeps guarding it. */
+    }
+    pump_response_body(r);
+}
+
+static void on_up_write(struct bufferevent *bev, void *arg)
+{
+    sl_upconn_t *u = arg;
+    sl_req_t *r = u->req;
+    if (!r || r->body_done)
+        return;
+    bufferevent_enable(r->c->bev, EV_READ);
+    pump_request_body(r);
+}
+
+static void on_up_event(struct bufferevent *bev, short what, void *arg)
+{
+    sl_upconn_t *u = arg;
+    sl_req_t *r = u->req;
+    if (what & BEV_EVENT_CONNECTED) {
+        u->connected = true;
+        if (u->timer)
+            evtimer_del(u->timer);
+        int one = 1;
+        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        return;
+    }
+    if (!r) {
+        upconn_close(u);
+        return;
+    }
+    if (what & BEV_EVENT_EOF && r->resp_head_done) {
+        /* Drain what arrived with the close. */
+        pump_response_body(r);
+        if (r->c->req != r)
+            return; /* finished */
+        if (r->resp_kind == B_EOF) {
+            r->up_keepalive = false;
+            finish_request(r);
+            return;
+        }
+        SL_WARN("worker %d: upstream %s closed the connection mid-response", u->w->id,
+                r->svc->host);
+        fail_upstream(r, 502, "upstream prematurely closed connection");
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && u->connected && r->resp_head_done) {
+        SL_WARN("worker %d: upstream %s timed out mid-response", u->w->id, r->svc->host);
+        fail_upstream(r, 504, "The upstream server is timed out");
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && u->connected) {
+        fail_upstream(r, 504, "The upstream server is timed out");
+        return;
+    }
+    if (!u->connected)
+        SL_INFO("worker %d: cannot connect to upstream %s: %s", u->w->id, r->svc->host,
+                (what & BEV_EVENT_TIMEOUT) ? "timed out"
+                                           : evutil_socket_error_to_string(
+                                                 EVUTIL_SOCKET_ERROR()));
+    upstream_failed(r, what);
+}
+
+/* -------------------------------------------------------- client callbacks */
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+    sl_conn_t *c = arg;
+    switch (c->state) {
+    case C_IDLE:
+    case C_HEAD:
+        conn_resume(c);
+        break;
+    case C_BUSY:
+        if (c->req && !c->req->body_done) {
+            pump_request_body(c->req);
+        } else if (evbuffer_get_length(bufferevent_get_input(bev)) > SL_BUF_HIGH) {
+            /* Pipelined requests pile up while one is served: stop reading. */
+            bufferevent_disable(bev, EV_READ);
+        }
+        break;
+    case C_TUNNEL:
+        if (c->tunnel) {
+            struct evbuffer *out = bufferevent_get_output(c->tunnel->bev);
+            evbuffer_add_buffer(out, bufferevent_get_input(bev));
+            if (evbuffer_get_length(out) >= SL_BUF_HIGH)
+                bufferevent_disable(bev, EV_READ);
+        }
+        break;
+    case C_CLOSING:
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        break;
+    }
+}
+
+static void on_client_write(struct bufferevent *bev, void *arg)
+{
+    sl_conn_t *c = arg;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (c->state == C_CLOSING) {
+        if (evbuffer_get_length(out) == 0) {
+            /* Half-close first so the client reads the whole response before
+             * it sees the reset a close with unread input would cause. */
+            shutdown(bufferevent_getfd(bev), SHUT_WR);
+            conn_close(c);
+        }
+        return;
+    }
+    if (c->state == C_TUNNEL && c->tunnel) {
+        bufferevent_enable(c->tunnel->bev, EV_READ);
+        return;
+    }
+    if (c->state == C_BUSY && c->req && c->req->up && c->req->resp_head_done) {
+        sl_req_t *r = c->req;
+        bufferevent_enable(r->up->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_input(r->up->bev)))
+            pump_response_body(r);
+    }
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    sl_conn_t *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (c->state == C_BUSY && c->req && !c->req->body_done && (what & BEV_EVENT_READING)) {
+            SL_INFO("worker %d: client %s: request body timed out", c->w->id, c->peer_ip);
+            sl_req_t *r = c->req;
+            if (!r->resp_head_done && r->up) {
+                r->up->req = NULL;
+                upconn_close(r->up);
+                r->up = NULL;
+                send_json(c, r, 408, "Request timeout", NULL, true);
+                return;
+            }
+        }
+        conn_close(c);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        /* A client that half-closes after sending its request still wants the
+         * answer (HTTP/1.0 tools do this); anything else is a departure. */
+        if (c->state == C_BUSY && c->req && c->req->body_done) {
+            c->req->client_close = true;
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
+        if (c->state == C_TUNNEL && c->tunnel) {
+            shutdown(bufferevent_getfd(c->tunnel->bev), SHUT_WR);
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
+    }
+    conn_close(c);
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Fails loudly when a tool the test suites need is missing (run `make deps`).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+fail=0
+need() { echo "missing: $1 -- run 'make deps' to install it" >&2; fail=1; }
+for pc in libevent libevent_openssl libevent_pthreads openssl libpcre2-8 jansson yaml-0.1 cmocka; do
+    pkg-config --exists "$pc" 2>/dev/null || need "pkg-config module $pc"
+done
+command -v "$PY" >/dev/null 2>&1 || need "$PY"
+$PY -c 'import pytest' 2>/dev/null || need "python module pytest"
+if [ -f tests/requirements.txt ]; then
+    while read -r line; do
+        mod=${line%%[=<>]*}
+        mod=$(echo "$mod" | tr -d '[:space:]')
+        [ -z "$mod" ] || [ "${mod:0:1}" = "#" ] && continue
+        $PY -c "import ${mod//-/_}" 2>/dev/null || need "python module $mod"
+    done < tests/requirements.txt
+fi
+[ $fail -eq 0 ] || { echo "check-tools: required tools are missing" >&2; exit 1; }

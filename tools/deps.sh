@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building, testing and benchmarking Sluice needs, when missing:
+# Debian packages with apt-get and Python packages with pip. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(build-essential pkg-config libevent-dev libssl-dev libpcre2-dev libjansson-dev
+          libyaml-dev libcmocka-dev wrk nginx-light clang-format curl procps)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing Debian packages: ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # The nginx package starts a service on port 80; the benchmark runs its own.
+    if command -v service >/dev/null 2>&1; then $SUDO service nginx stop >/dev/null 2>&1 || true; fi
+fi
+
+PY=${PYTHON:-python3}
+py_missing=0
+while read -r line; do
+    mod=$(echo "${line%%[=<>]*}" | tr -d '[:space:]')
+    { [ -z "$mod" ] || [ "${mod:0:1}" = "#" ]; } && continue
+    $PY -c "import ${mod//-/_}" 2>/dev/null || py_missing=1
+done < tests/requirements.txt
+if [ $py_missing -eq 1 ]; then
+    echo "deps: installing Python packages from tests/requirements.txt"
+    $PY -m pip install -q -r tests/requirements.txt
+fi
+echo "deps: ok"

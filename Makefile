@@ -23,10 +23,12 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 COMMON_SRC := $(sort $(wildcard common/*.c))
 DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c)))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 DP_OBJ     := $(DP_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 LIB_COMMON := $(BUILD)/lib/libslcommon.a
 LIB_DP     := $(BUILD)/lib/libsldp.a
@@ -68,6 +70,18 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_DP) $(LIB_COMMON)
 	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -o $@ $< $(LIB_DP) $(LIB_COMMON) \
 	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
+# Fuzz targets are libFuzzer-style; with gcc they are linked to a replay driver
+# that runs every file of their corpus (tests/fuzz/corpus/<target>/).
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(LIB_DP) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -o $@ $< tests/fuzz/replay_main.c $(LIB_DP) $(LIB_COMMON) \
+	    $(LDFLAGS) $(LDLIBS)
+
+fuzz-smoke: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); n=$${n#fuzz_}; \
+	    echo "== $$f tests/fuzz/corpus/$$n"; $$f tests/fuzz/corpus/$$n; done
+
 check-tools:
 	@tools/check-tools.sh
 
@@ -79,7 +93,7 @@ unit: check-tools $(UNIT_BIN)
 integration: check-tools all
 	SLUICE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-test: unit integration
+test: unit fuzz-smoke integration
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \

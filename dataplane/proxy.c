@@ -65,6 +65,7 @@ struct sl_conn_s {
     unsigned nreq;
     sl_req_t *req;   /* owned: the request being served */
     bool in_resume;  /* conn_resume is on the stack */
+    size_t scanned;  /* head bytes already looked at for a line end */
     bool draining;   /* close after the current response */
     sl_upconn_t *tunnel; /* owned in C_TUNNEL */
 };
@@ -755,6 +756,16 @@ static void conn_resume(sl_conn_t *c)
         size_t avail = evbuffer_get_length(in);
         size_t want = SL_MIN(avail, (size_t)conf->max_header_size + 1);
         const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)want);
+        /* The parser rescans from the start, so only call it when a new line
+         * ended or a limit was crossed: a client trickling one byte at a time
+         * must not cost quadratic work. */
+        size_t from = SL_MIN(c->scanned, want);
+        bool crossed = (c->scanned <= lim.max_request_line + 1 &&
+                        want > lim.max_request_line + 1) ||
+                       want > lim.max_header_block;
+        c->scanned = want;
+        if (!crossed && !memchr(buf + from, '\n', want - from))
+            break;
         sl_h1_request_t h;
         sl_h1_error_t err = {0, NULL};
         size_t consumed = 0;
@@ -796,6 +807,7 @@ static void conn_resume(sl_conn_t *c)
             rebase(&r->h.headers[i].value, buf, copy);
         }
         evbuffer_drain(in, consumed);
+        c->scanned = 0;
         c->req = r;
         c->state = C_BUSY;
         c->nreq++;

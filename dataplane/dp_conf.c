@@ -251,8 +251,9 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     c->max_headers = (uint64_t)i64;
     if (c->max_request_line < 64 || c->max_header_size < 256)
         sl_errors_add(errs, "max_request_line/max_header_size: must be at least 64 and 256 bytes");
-    if (c->max_header_size < c->max_request_line)
-        c->max_header_size = c->max_request_line;
+    /* The request line is part of the head: a smaller head limit wins. */
+    if (c->max_request_line > c->max_header_size)
+        c->max_request_line = c->max_header_size;
 
     sl_conf_get_int(raw, "upstream_keepalive_pool_size", 0, 1000000, &i64, errs);
     c->upstream_keepalive_pool_size = (uint64_t)i64;

@@ -636,9 +636,10 @@ static int parse_request_line(const struct scan *s, size_t start, size_t max_lin
         return line_incomplete(s, line_capped, err);
     if (buf[p] != '\n')
         return fail(err, 400, "bare CR in request line");
-    if (major != 1 || minor > 1)
+    /* RFC 9110 2.5: a higher minor version of HTTP/1 is handled as 1.1. */
+    if (major != 1)
         return fail(err, 505, "unsupported HTTP version");
-    r->minor_version = minor;
+    r->minor_version = minor > 1 ? 1 : minor;
 
     int rc = read_target(r, err);
     if (rc != SL_OK)

@@ -247,19 +247,20 @@ int main(int argc, char **argv)
         sl_conf_set(raw, "declarative_config", decl);
     sl_dp_conf_build(raw, &app.conf, &errs);
     sl_conf_free(raw);
+    int rc = 2;
+    sl_gen_t *gen = NULL;
     if (errs.n) {
         print_errors("invalid configuration: ", &errs);
-        return 2;
+        goto out;
     }
     sl_log_level = app.conf.log_level;
 
-    sl_gen_t *gen = NULL;
     if (app.conf.declarative_config) {
         if (load_generation(app.conf.declarative_config, 1, &gen, &errs) != SL_OK) {
             fprintf(stderr, "sluice-dp: %s: invalid declarative configuration:\n",
                     app.conf.declarative_config);
             print_errors("", &errs);
-            return 2;
+            goto out;
         }
         app.version = 1;
     } else {
@@ -268,34 +269,48 @@ int main(int argc, char **argv)
     if (test_only) {
         printf("sluice-dp: configuration ok (%zu services, %zu routes)\n", gen->nservices,
                gen->nroutes);
-        sl_gen_unref(gen);
-        sl_dp_conf_dispose(&app.conf);
-        return 0;
+        rc = 0;
+        goto out;
     }
     sl_gen_publish(gen);
+    gen = NULL;
     atomic_fetch_add(&sl_gen_seq, 1);
 
     if (app.conf.error_log && sl_log_open(app.conf.error_log) != SL_OK) {
         fprintf(stderr, "sluice-dp: error_log: cannot open '%s': %s\n", app.conf.error_log,
                 strerror(errno));
-        return 2;
+        goto out;
     }
     if (mkdir_p(app.conf.prefix) != 0) {
         fprintf(stderr, "sluice-dp: prefix: cannot create '%s': %s\n", app.conf.prefix,
                 strerror(errno));
-        return 2;
+        goto out;
     }
     if (app.conf.access_log) {
         sl_access_log = fopen(app.conf.access_log, "ae");
         if (!sl_access_log) {
             fprintf(stderr, "sluice-dp: access_log: cannot open '%s': %s\n",
                     app.conf.access_log, strerror(errno));
-            return 2;
+            goto out;
         }
     }
 
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
+
+    /* The status listener first: a port conflict there is found before any
+     * worker exists. */
+    int sfd = -1;
+    uint16_t sport = 0;
+    if (app.conf.status_on) {
+        sfd = bind_listener(&app.conf.status, sl_listen_port(&app.conf.status), false, &sport);
+        if (sfd < 0) {
+            fprintf(stderr, "sluice-dp: status_listen: cannot listen on %s: %s\n",
+                    app.conf.status.text, strerror(errno));
+            rc = 1;
+            goto out;
+        }
+    }
 
     /* Listeners: worker 0 binds first (port 0 picks a port), the others bind
      * the same port with SO_REUSEPORT so the kernel spreads connections. */
@@ -310,7 +325,16 @@ int main(int argc, char **argv)
             if (fds[i][l] < 0) {
                 fprintf(stderr, "sluice-dp: proxy_listen: cannot listen on %s: %s\n",
                         app.conf.proxy[l].text, strerror(errno));
-                return 1;
+                for (int k = 0; k < i; k++)
+                    close(fds[k][l]);
+                for (size_t pl = 0; pl < l; pl++)
+                    for (int k = 0; k < app.nworkers; k++)
+                        close(fds[k][pl]);
+                free(fds);
+                if (sfd >= 0)
+                    close(sfd);
+                rc = 1;
+                goto out;
             }
             if (i == 0)
                 ports[l] = bound;
@@ -327,14 +351,7 @@ int main(int argc, char **argv)
     }
     free(fds);
 
-    if (app.conf.status_on) {
-        uint16_t sport;
-        int sfd = bind_listener(&app.conf.status, sl_listen_port(&app.conf.status), false, &sport);
-        if (sfd < 0) {
-            fprintf(stderr, "sluice-dp: status_listen: cannot listen on %s: %s\n",
-                    app.conf.status.text, strerror(errno));
-            return 1;
-        }
+    if (sfd >= 0) {
         app.status = sl_status_new(app.base, sfd, app.workers, app.nworkers);
         if (!app.status)
             return 1;
@@ -373,11 +390,15 @@ int main(int argc, char **argv)
     if (app.drain_deadline)
         event_free(app.drain_deadline);
     event_base_free(app.base);
-    sl_gen_clear();
     if (sl_access_log)
         fclose(sl_access_log);
     SL_NOTICE("sluice-dp stopped");
+    rc = 0;
+out:
+    sl_gen_unref(gen);
+    sl_gen_clear();
+    sl_errors_dispose(&errs);
     sl_dp_conf_dispose(&app.conf);
     libevent_global_shutdown();
-    return 0;
+    return rc;
 }

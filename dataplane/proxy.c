@@ -66,6 +66,7 @@ struct sl_conn_s {
     sl_req_t *req;   /* owned: the request being served */
     bool in_resume;  /* conn_resume is on the stack */
     size_t scanned;  /* head bytes already looked at for a line end */
+    uint64_t head_start; /* when the first byte of the current head arrived (us) */
     bool draining;   /* close after the current response */
     sl_upconn_t *tunnel; /* owned in C_TUNNEL */
 };
@@ -132,7 +133,8 @@ static void conn_resume(sl_conn_t *c);
 static void conn_close(sl_conn_t *c);
 static void finish_request(sl_req_t *r);
 static void connect_upstream(sl_req_t *r);
-static void pump_request_body(sl_req_t *r);
+static void retry_or_fail(sl_req_t *r, bool was_connected, bool reused, bool timeout);
+static int pump_request_body(sl_req_t *r);
 static void pump_response_body(sl_req_t *r);
 static void on_client_read(struct bufferevent *bev, void *arg);
 static void on_client_write(struct bufferevent *bev, void *arg);
@@ -334,9 +336,10 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
         evbuffer_add_printf(out, "Connection: keep-alive\r\n");
     if (conf->hdr_server_tokens)
         evbuffer_add_printf(out, "Server: %s\r\n", SL_SERVER_TOKEN);
-    if (r && conf->hdr_latency_tokens)
+    if (conf->hdr_latency_tokens)
         evbuffer_add_printf(out, "X-Kong-Response-Latency: %llu\r\n",
-                            (unsigned long long)ms_between(r->t_start, sl_now_us()));
+                            (unsigned long long)ms_between(r ? r->t_start : c->head_start,
+                                                           sl_now_us()));
     if (r && conf->hdr_request_id)
         evbuffer_add_printf(out, "X-Kong-Request-Id: %s\r\n", r->reqid);
     if (extra_headers)
@@ -750,6 +753,7 @@ static void conn_resume(sl_conn_t *c)
         }
         if (c->state == C_IDLE) {
             c->state = C_HEAD;
+            c->head_start = sl_now_us();
             if (c->nreq > 0)
                 arm_timer(c, conf->client_header_timeout_ms);
         }
@@ -815,9 +819,9 @@ static void conn_resume(sl_conn_t *c)
             r->client_close = true;
         process_request(r);
     }
-    if (c->state == C_BUSY && c->req && !c->req->body_done)
-        pump_request_body(c->req);
     c->in_resume = false;
+    if (c->state == C_BUSY && c->req && !c->req->body_done)
+        pump_request_body(c->req); /* last: it may finish the request */
 }
 
 /* ----------------------------------------------------- request completion */
@@ -841,7 +845,7 @@ static void finish_request(sl_req_t *r)
     if (!r->body_done)
         r->client_close = true;
     log_request(r);
-    bool close = r->client_close;
+    bool close = r->client_close || c->draining;
     c->req = NULL;
     req_free(r);
 
@@ -948,7 +952,8 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
     on_up_event(u->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_WRITING, u);
 }
 
-/* Sends the request head (and whatever body is buffered) on u. */
+/* Sends the request head (and whatever body is buffered) on u. May finish
+ * and free r (a bad chunked body): callers must not touch r afterwards. */
 static void attach_upstream(sl_req_t *r, sl_upconn_t *u)
 {
     const sl_service_t *s = r->svc;
@@ -1005,17 +1010,17 @@ static void on_address(int rc, const struct sockaddr *sa, socklen_t len, void *a
     u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
     u->timer = evtimer_new(w->base, on_connect_timeout, u);
     atomic_fetch_add_explicit(&w->metrics->upstream_connects, 1, memory_order_relaxed);
-    attach_upstream(r, u);
-    struct timeval ct = ms_tv(r->svc->connect_timeout_ms);
-    evtimer_add(u->timer, &ct);
     if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&u->addr, (int)u->addrlen) != 0) {
-        /* Immediate failure (e.g. no route): treat like a refused connect. The
-         * error event may not be delivered, so report it ourselves. */
-        on_up_event(u->bev, BEV_EVENT_ERROR, u);
+        /* Immediate failure (e.g. no route to host): like a refused connect. */
+        SL_INFO("worker %d: cannot connect to upstream %s: %s", w->id, r->svc->host,
+                evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        upconn_close(u);
+        retry_or_fail(r, false, false, false);
         return;
     }
-    int one = 1;
-    setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval ct = ms_tv(r->svc->connect_timeout_ms);
+    evtimer_add(u->timer, &ct);
+    attach_upstream(r, u); /* last: it may finish r */
 }
 
 static void connect_upstream(sl_req_t *r)
@@ -1044,32 +1049,27 @@ static void connect_upstream(sl_req_t *r)
         r->dns = sl_dns_resolve(w, s->host, s->port, on_address, r);
 }
 
-/* Decides what to do when the upstream connection failed before answering. */
-static void upstream_failed(sl_req_t *r, short what)
+/*
+ * After an upstream connection failed (it is already closed): replays the
+ * request on a new connection when that is safe, or answers 502/504.
+ */
+static void retry_or_fail(sl_req_t *r, bool was_connected, bool reused, bool timeout)
 {
-    sl_upconn_t *u = r->up;
-    bool was_connected = u->connected;
-    bool reused = u->nreq > 1;
-    bool timeout = what & BEV_EVENT_TIMEOUT;
-    r->up = NULL;
-    u->req = NULL;
-    upconn_close(u);
-
     if (r->resp_head_done) {
         fail_upstream(r, 502, "An invalid response was received from the upstream server");
         return;
     }
     /* A pooled connection the upstream had already closed: replay on a fresh
-     * one when nothing of the body is gone (RFC 9110 9.2.2 spirit: no silent
-     * replay of a partly sent body). */
+     * one when nothing of the body is gone (no silent replay of a partly sent
+     * body). */
     if (reused && !r->resp_started && !r->body_forwarded && !timeout) {
         r->tries--;
         connect_upstream(r);
         return;
     }
     if (!was_connected && !r->body_forwarded && r->tries <= r->svc->retries) {
-        SL_INFO("worker %d: upstream connect %s (try %d of %d), retrying",
-                r->c->w->id, timeout ? "timed out" : "failed", r->tries, r->svc->retries + 1);
+        SL_INFO("worker %d: upstream connect %s (try %d of %d), retrying", r->c->w->id,
+                timeout ? "timed out" : "failed", r->tries, r->svc->retries + 1);
         connect_upstream(r);
         return;
     }
@@ -1077,6 +1077,17 @@ static void upstream_failed(sl_req_t *r, short what)
         fail_upstream(r, 504, "The upstream server is timed out");
     else
         fail_upstream(r, 502, "An invalid response was received from the upstream server");
+}
+
+static void upstream_failed(sl_req_t *r, short what)
+{
+    sl_upconn_t *u = r->up;
+    bool was_connected = u->connected;
+    bool reused = u->nreq > 1;
+    r->up = NULL;
+    u->req = NULL;
+    upconn_close(u);
+    retry_or_fail(r, was_connected, reused, what & BEV_EVENT_TIMEOUT);
 }
 
 /* ------------------------------------------------------------ body pumping */
@@ -1104,16 +1115,21 @@ static int chunked_scan(sl_h1_chunked_t *st, struct evbuffer *buf, size_t *n, bo
     return SL_AGAIN;
 }
 
-static void pump_request_body(sl_req_t *r)
+/*
+ * Moves buffered request body bytes from the client to the upstream.
+ * Returns SL_OK, or SL_DONE when a framing error made it answer and finish
+ * the request (r is freed then).
+ */
+static int pump_request_body(sl_req_t *r)
 {
     if (!r->up || r->body_done)
-        return;
+        return SL_OK;
     sl_conn_t *c = r->c;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer *out = bufferevent_get_output(r->up->bev);
     size_t avail = evbuffer_get_length(in);
     if (avail == 0)
-        return;
+        return SL_OK;
     if (r->body_kind == B_LENGTH) {
         size_t n = (size_t)SL_MIN((uint64_t)avail, r->body_left);
         evbuffer_remove_buffer(in, out, n);
@@ -1136,7 +1152,7 @@ static void pump_request_body(sl_req_t *r)
             r->body_done = true; /* nothing more will be read */
             send_json(c, r, err.status ? err.status : 400,
                       err.message ? err.message : "Bad request", NULL, true);
-            return;
+            return SL_DONE;
         }
         evbuffer_remove_buffer(in, out, n);
         r->body_forwarded = true;
@@ -1149,10 +1165,11 @@ static void pump_request_body(sl_req_t *r)
         bufferevent_set_timeouts(c->bev, NULL, &wt);
         if (evbuffer_get_length(in) > SL_BUF_HIGH)
             bufferevent_disable(c->bev, EV_READ);
-        return;
+        return SL_OK;
     }
     if (evbuffer_get_length(out) >= SL_BUF_HIGH)
         bufferevent_disable(c->bev, EV_READ); /* resumed by on_up_write */
+    return SL_OK;
 }
 
 /* Response head processing: builds the client head from the upstream's. */
@@ -1231,14 +1248,19 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
     }
     if (!has_server && conf->hdr_server_tokens)
         evbuffer_add_printf(out, "Server: %s\r\n", SL_SERVER_TOKEN);
-    evbuffer_add(out, "Via: ", 5);
+    /* Via: the upstream's, with this hop appended when server_tokens is on. */
+    bool any_via = false;
     for (size_t i = 0; i < res->num_headers; i++) {
         if (sl_str_caseeq_lit(res->headers[i].name, "via")) {
+            evbuffer_add(out, any_via ? ", " : "Via: ", any_via ? 2 : 5);
             evbuffer_add(out, res->headers[i].value.p, res->headers[i].value.len);
-            evbuffer_add(out, ", ", 2);
+            any_via = true;
         }
     }
-    evbuffer_add_printf(out, "1.1 %s\r\n", SL_SERVER_TOKEN);
+    if (conf->hdr_server_tokens)
+        evbuffer_add_printf(out, "%s1.1 %s\r\n", any_via ? ", " : "Via: ", SL_SERVER_TOKEN);
+    else if (any_via)
+        evbuffer_add(out, "\r\n", 2);
     if (conf->hdr_latency_tokens)
         evbuffer_add_printf(out, "X-Kong-Upstream-Latency: %llu\r\nX-Kong-Proxy-Latency: %llu\r\n",
                             (unsigned long long)ms_between(r->t_sent, r->t_head),

@@ -162,7 +162,6 @@ static const struct bad_case bad_requests[] = {
     /* request line: RFC 9112 3 */
     {"HTTP/2.0", LIT("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505},
     {"HTTP/3.4", LIT("GET / HTTP/3.4\r\nHost: a\r\n\r\n"), 505},
-    {"HTTP/1.2", LIT("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505},
     {"HTTP/0.9", LIT("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 505},
     {"HTTP/1.x", LIT("GET / HTTP/1.x\r\nHost: a\r\n\r\n"), 400},
     {"HTTP/x.1", LIT("GET / HTTP/x.1\r\nHost: a\r\n\r\n"), 400},
@@ -271,6 +270,9 @@ struct good_case {
 };
 
 static const struct good_case good_requests[] = {
+    /* RFC 9110 2.5: HTTP/1.2 is served as HTTP/1.1. */
+    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", "GET", "/", NULL, "h", "", 1,
+     SL_H1_BODY_NONE, 0, true, false, false, false, 1},
     {"simple", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", "GET", "/", NULL, "example.com", "",
      1, SL_H1_BODY_NONE, 0, true, false, false, false, 1},
     {"query", "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "/a/b", "x=1&y=2", "h", "", 1,

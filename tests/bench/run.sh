@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Sluice benchmarks: prints figures and ratios, asserts nothing (benchmarks are
+# not tests). Builds nothing: uses $SLUICE_BUILD/bin/sluice-dp (default
+# build/), wrk, and Debian's nginx (/usr/sbin/nginx).
+#
+#   1. upstream direct vs sluice-dp (workers=1) vs nginx proxy (1 worker,
+#      keepalive 64): requests/s, p50, p99; ratios sluice/nginx.
+#   2. sluice-dp with 10,000 routes (mixed hosts, prefixes, 5% regex) vs 1
+#      route, same requests.
+#   3. sluice-dp (and nginx) resident memory with 10,000 idle keep-alive
+#      client connections.
+#
+# The upstream is a second nginx returning a small fixed body, so that the
+# upstream is never the bottleneck. Environment: BENCH_DURATION (seconds per
+# wrk run, default 10), BENCH_CONNS (default 50), BENCH_THREADS (default 2),
+# BENCH_IDLE_CONNS (default 10000), NGINX, WRK.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+SLUICE_BUILD=${SLUICE_BUILD:-$REPO/build}
+case $SLUICE_BUILD in /*) ;; *) SLUICE_BUILD=$REPO/$SLUICE_BUILD ;; esac
+DP=$SLUICE_BUILD/bin/sluice-dp
+NGINX=${NGINX:-/usr/sbin/nginx}
+WRK=${WRK:-wrk}
+PYTHON=${PYTHON:-python3}
+DURATION=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNS:-50}
+THREADS=${BENCH_THREADS:-2}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+command -v "$WRK" >/dev/null 2>&1 ||
+    die "wrk not found: install it (apt-get install wrk) or set WRK=/path/to/wrk"
+[ -x "$NGINX" ] ||
+    die "nginx not found at $NGINX: install it (apt-get install nginx-light) or set NGINX=/path/to/nginx"
+command -v "$PYTHON" >/dev/null 2>&1 || die "python3 not found"
+[ -x "$DP" ] || die "sluice-dp not found at $DP: run make first (or set SLUICE_BUILD)"
+
+# Allow many descriptors for the idle-connection run (children inherit it).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # host port
+    local i
+    for i in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- nginx
+
+nginx_user_line() { [ "$(id -u)" -eq 0 ] && echo "user root root;" || true; }
+
+start_nginx() { # name port http-block-body
+    local dir=$WORK/$1
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+$(nginx_user_line)
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 30000; multi_accept on; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+$3
+}
+EOF
+    "$NGINX" -t -q -p "$dir" -c "$dir/nginx.conf" 2>"$dir/logs/test.log" ||
+        die "nginx config for $1 invalid: $(cat "$dir/logs/test.log")"
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" >"$dir/logs/stdout.log" 2>&1 &
+    PIDS+=($!)
+    eval "${1}_PID=$!"
+    wait_port 127.0.0.1 "$2" || die "nginx $1 did not listen on $2: $(cat "$dir/logs/error.log")"
+}
+
+# ---------------------------------------------------------------- sluice-dp
+
+start_dp() { # name declarative-file workers [extra conf lines...]
+    local name=$1 decl=$2 workers=$3 dir=$WORK/$1 i
+    shift 3
+    mkdir -p "$dir"
+    {
+        echo "proxy_listen = 127.0.0.1:0"
+        echo "status_listen = 127.0.0.1:0"
+        echo "workers = $workers"
+        echo "log_level = error"
+        echo "access_log = off"
+        for line in "$@"; do echo "$line"; done
+    } >"$dir/sluice.conf"
+    "$DP" -c "$dir/sluice.conf" -p "$dir" --declarative "$decl" >"$dir/stderr.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    eval "${name}_PID=$pid"
+    for i in $(seq 1 400); do
+        if [ -s "$dir/proxy.addr" ]; then
+            eval "${name}_ADDR=$(tr -d '[:space:]' <"$dir/proxy.addr")"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || die "sluice-dp ($name) exited: $(tail -5 "$dir/stderr.log")"
+        sleep 0.05
+    done
+    die "sluice-dp ($name) wrote no proxy.addr in 20 s: $(tail -5 "$dir/stderr.log")"
+}
+
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- wrk
+
+to_ms() { # "123.45us" | "1.20ms" | "2.00s" | "1.5m" -> milliseconds
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+# Runs wrk; sets RPS, P50, P99 (ms) and NON2XX.
+run_wrk() { # label url [lua-script]
+    local label=$1 url=$2 script=${3:-} out=$WORK/wrk-$1.txt
+    local args=(-t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency)
+    [ -n "$script" ] && args+=(-s "$script")
+    # A short warm-up so that pools and caches are filled.
+    "$WRK" -t1 -c"$CONNS" -d1s ${script:+-s "$script"} "$url" >/dev/null 2>&1 || true
+    "$WRK" "${args[@]}" "$url" >"$out" 2>&1 || die "wrk failed for $label: $(cat "$out")"
+    RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    P50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    NON2XX=${NON2XX:-0}
+    ERRS=$(awk '/Socket errors:/ {print}' "$out")
+    printf "  %-30s %12.0f %10.3f %10.3f" "$label" "$RPS" "$P50" "$P99"
+    [ "$NON2XX" != 0 ] && printf "   (%s non-2xx!)" "$NON2XX"
+    [ -n "$ERRS" ] && printf "   (%s)" "$ERRS"
+    printf "\n"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+header() {
+    printf "  %-30s %12s %10s %10s\n" "" "requests/s" "p50 ms" "p99 ms"
+}
+
+# ================================================================ setup
+
+UP_PORT=$(free_port)
+NGX_PORT=$(free_port)
+BODY='ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok ok\n'
+
+start_nginx upstream "$UP_PORT" "
+    server {
+        listen 127.0.0.1:$UP_PORT reuseport backlog=4096;
+        location / { default_type text/plain; return 200 \"$BODY\"; }
+    }"
+
+start_nginx proxy "$NGX_PORT" "
+    upstream backend { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGX_PORT backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+
+"$PYTHON" "$HERE/gen_routes.py" --routes 1 --upstream "http://127.0.0.1:$UP_PORT" \
+    --out "$WORK/one-route.json" --lua "$WORK/routes.lua"
+"$PYTHON" "$HERE/gen_routes.py" --routes 10000 --upstream "http://127.0.0.1:$UP_PORT" \
+    --out "$WORK/10k-routes.json"
+
+echo "Sluice benchmark: $("$DP" --version 2>/dev/null | head -1 || true)"
+echo "  $(nproc) cores; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency; upstream: nginx return 200 (1 worker)"
+echo
+
+# ================================================================ 1. proxy overhead
+
+echo "1. Proxy overhead (GET /, ${#BODY}-byte body)"
+header
+run_wrk "upstream direct" "http://127.0.0.1:$UP_PORT/"
+
+start_dp dp1 "$WORK/one-route.json" 1
+run_wrk "sluice-dp (workers=1)" "http://$dp1_ADDR/"
+S_RPS=$RPS S_P99=$P99
+
+run_wrk "nginx proxy (1 worker)" "http://127.0.0.1:$NGX_PORT/"
+N_RPS=$RPS N_P99=$P99
+
+echo "  sluice/nginx: requests/s x$(ratio "$S_RPS" "$N_RPS"), p99 x$(ratio "$S_P99" "$N_P99")" \
+     "(rps above 1 and p99 below 1 favour sluice)"
+echo
+
+# ================================================================ 2. router scale
+
+echo "2. Router: 10,000 routes (40% host+prefix, 20% wildcard host, 35% prefix, 5% regex) vs 1 route"
+echo "   same 2,000 distinct requests in both runs"
+header
+run_wrk "sluice-dp, 1 route" "http://$dp1_ADDR/" "$WORK/routes.lua"
+R1_RPS=$RPS R1_P99=$P99
+stop_pid "$dp1_PID"
+
+start_dp dp10k "$WORK/10k-routes.json" 1
+run_wrk "sluice-dp, 10,000 routes" "http://$dp10k_ADDR/" "$WORK/routes.lua"
+R10_RPS=$RPS R10_P99=$P99
+stop_pid "$dp10k_PID"
+echo "  10k/1 routes: requests/s x$(ratio "$R10_RPS" "$R1_RPS"), p99 x$(ratio "$R10_P99" "$R1_P99")"
+echo
+
+# ================================================================ 3. idle connections
+
+echo "3. Memory with $IDLE_CONNS idle keep-alive client connections (one request each, then idle)"
+start_dp dpidle "$WORK/one-route.json" 1 "keepalive_timeout = 300s" "client_header_timeout = 300s"
+"$PYTHON" "$HERE/idle_conns.py" --addr "$dpidle_ADDR" --pid "$dpidle_PID" \
+    --conns "$IDLE_CONNS" --label "sluice-dp (workers=1)" || echo "  (sluice-dp: some connections failed)"
+stop_pid "$dpidle_PID"
+"$PYTHON" "$HERE/idle_conns.py" --addr "127.0.0.1:$NGX_PORT" --pid "$proxy_PID" \
+    --conns "$IDLE_CONNS" --label "nginx proxy (1 worker)" || echo "  (nginx: some connections failed)"

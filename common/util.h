@@ -35,10 +35,8 @@ static inline char sl_lower(char c)
 
 bool sl_strcaseeq(const char *a, size_t alen, const char *b, size_t blen);
 
-static inline bool sl_str_caseeq_lit(sl_str_t s, const char *lit)
-{
-    return sl_strcaseeq(s.p, s.len, lit, strlen(lit));
-}
+/* Compares a string with a literal (or any NUL-terminated string). */
+#define sl_str_caseeq_lit(s, lit) sl_strcaseeq((s).p, (s).len, (lit), strlen(lit))
 
 /* Parses a decimal unsigned integer filling the whole of [p, p+len). Returns
  * SL_OK, or SL_ERR_INVALID for empty input, non-digits or overflow past max. */

@@ -206,6 +206,7 @@ static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
         sl_service_t *s = &g->services[i];
         s->id = jdup(js, "id");
         s->name = jdup(js, "name");
+        s->label = s->name ? s->name : s->id ? s->id : "";
         s->host = jdup(js, "host");
         s->path = jdup(js, "path");
         const char *proto = jstr(js, "protocol");
@@ -274,6 +275,8 @@ static int build_routes(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
         sl_route_t *r = &g->routes[g->nroutes];
         r->id = jdup(jr, "id");
         r->name = jdup(jr, "name");
+        r->label = r->name ? r->name : r->id ? r->id : "";
+        r->label_key = sl_hash(r->label, strlen(r->label));
         const char *sid = jfk(jr, "service");
         if (sid) {
             r->service = find_service(g, sid);

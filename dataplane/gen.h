@@ -41,6 +41,7 @@ typedef struct sl_upstream_s {
 
 typedef struct sl_service_s {
     char *id, *name; /* owned; name may be NULL */
+    const char *label; /* borrowed: name, or id when unnamed */
     char *host;      /* owned */
     char *path;      /* owned, may be NULL */
     uint16_t port;
@@ -56,6 +57,8 @@ typedef struct sl_service_s {
 
 typedef struct sl_route_s {
     char *id, *name; /* owned; name may be NULL */
+    const char *label;           /* borrowed: name, or id when unnamed (metrics, logs) */
+    uint64_t label_key;          /* hash of label, for per-worker metric slots */
     const sl_service_t *service; /* borrowed; NULL: the route has no service (503) */
     bool strip_path;
     bool preserve_host;

@@ -9,6 +9,8 @@
 
 #include <stdio.h>
 
+#define SL_METRICS_PROBES 32
+
 const double sl_latency_bounds_ms[SL_LATENCY_BUCKETS] = {1,   2,   5,    10,   25,   50,   100,
                                                          250, 500, 1000, 2500, 5000, 10000, 60000};
 
@@ -23,8 +25,8 @@ static void copy_label(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-void sl_metrics_request(sl_metrics_t *m, const char *route, const char *service, int code,
-                        uint64_t latency_us)
+void sl_metrics_request(sl_metrics_t *m, uint64_t route_key, const char *route,
+                        const char *service, int code, uint64_t latency_us)
 {
     atomic_fetch_add_explicit(&m->requests_total, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->latency_sum_us, latency_us, memory_order_relaxed);
@@ -35,30 +37,40 @@ void sl_metrics_request(sl_metrics_t *m, const char *route, const char *service,
         b++;
     atomic_fetch_add_explicit(&m->latency_bucket[b], 1, memory_order_relaxed);
 
-    if (!route)
-        route = "";
-    if (!service)
-        service = "";
-    uint64_t h = sl_hash(route, strlen(route)) ^ ((uint64_t)code * 0x9e3779b97f4a7c15ULL);
-    for (unsigned probe = 0; probe < 64; probe++) {
+    uint64_t h = route_key ^ ((uint64_t)code * 0x9e3779b97f4a7c15ULL);
+    for (unsigned probe = 0; probe < SL_METRICS_PROBES; probe++) {
         sl_metric_slot_t *s = &m->slots[(h + probe) % SL_METRICS_SLOTS];
-        int used = atomic_load_explicit(&s->used, memory_order_acquire);
+        int used = atomic_load_explicit(&s->used, memory_order_relaxed);
         if (used == 0) {
-            /* Only this worker writes this table, so claiming needs no CAS. */
+            /* Only this worker writes this table, so claiming needs no CAS;
+             * the release store publishes the labels to the scraper. */
             s->code = code;
-            copy_label(s->route, sizeof(s->route), route);
-            copy_label(s->service, sizeof(s->service), service);
+            s->key = route_key;
+            copy_label(s->route, sizeof(s->route), route ? route : "");
+            copy_label(s->service, sizeof(s->service), service ? service : "");
             atomic_store_explicit(&s->count, 1, memory_order_relaxed);
             atomic_store_explicit(&s->used, 2, memory_order_release);
             return;
         }
-        if (s->code == code && !strncmp(s->route, route, sizeof(s->route) - 1) &&
-            !strncmp(s->service, service, sizeof(s->service) - 1)) {
+        if (s->key == route_key && s->code == code) {
             atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
             return;
         }
     }
     atomic_fetch_add_explicit(&m->overflow, 1, memory_order_relaxed);
+}
+
+static const sl_metric_slot_t *find_slot(const sl_metrics_t *m, uint64_t key, int code)
+{
+    uint64_t h = key ^ ((uint64_t)code * 0x9e3779b97f4a7c15ULL);
+    for (unsigned probe = 0; probe < SL_METRICS_PROBES; probe++) {
+        const sl_metric_slot_t *s = &m->slots[(h + probe) % SL_METRICS_SLOTS];
+        if (atomic_load_explicit(&s->used, memory_order_acquire) != 2)
+            return NULL;
+        if (s->key == key && s->code == code)
+            return s;
+    }
+    return NULL;
 }
 
 static void label(struct evbuffer *out, const char *v)
@@ -85,8 +97,8 @@ void sl_metrics_render(sl_metrics_t *const *all, int n, const char *config_hash,
     evbuffer_add_printf(out, "# HELP sluice_http_requests_total HTTP requests by route, "
                              "service and status code.\n"
                              "# TYPE sluice_http_requests_total counter\n");
-    /* Sum the same label set across workers; tables are small, so a quadratic
-     * merge over published slots keeps this simple. */
+    /* The same (route, code) sits at the same probe sequence in every
+     * worker's table, so merging is a probe per worker, not a scan. */
     for (int w = 0; w < n; w++) {
         for (size_t i = 0; i < SL_METRICS_SLOTS; i++) {
             const sl_metric_slot_t *s = &all[w]->slots[i];
@@ -94,23 +106,15 @@ void sl_metrics_render(sl_metrics_t *const *all, int n, const char *config_hash,
                 continue;
             bool seen = false;
             for (int pw = 0; pw < w && !seen; pw++)
-                for (size_t j = 0; j < SL_METRICS_SLOTS && !seen; j++) {
-                    const sl_metric_slot_t *p = &all[pw]->slots[j];
-                    seen = atomic_load_explicit(&p->used, memory_order_acquire) == 2 &&
-                           p->code == s->code && !strcmp(p->route, s->route) &&
-                           !strcmp(p->service, s->service);
-                }
+                seen = find_slot(all[pw], s->key, s->code) != NULL;
             if (seen)
                 continue;
             uint64_t total = 0;
-            for (int ow = w; ow < n; ow++)
-                for (size_t j = 0; j < SL_METRICS_SLOTS; j++) {
-                    const sl_metric_slot_t *o = &all[ow]->slots[j];
-                    if (atomic_load_explicit(&o->used, memory_order_acquire) == 2 &&
-                        o->code == s->code && !strcmp(o->route, s->route) &&
-                        !strcmp(o->service, s->service))
-                        total += atomic_load_explicit(&o->count, memory_order_relaxed);
-                }
+            for (int ow = w; ow < n; ow++) {
+                const sl_metric_slot_t *o = find_slot(all[ow], s->key, s->code);
+                if (o)
+                    total += atomic_load_explicit(&o->count, memory_order_relaxed);
+            }
             evbuffer_add_printf(out, "sluice_http_requests_total{route=\"");
             label(out, s->route);
             evbuffer_add_printf(out, "\",service=\"");

@@ -11,15 +11,16 @@
 
 #include <event2/buffer.h>
 
-#define SL_METRICS_SLOTS 4096
+#define SL_METRICS_SLOTS 16384
 #define SL_LATENCY_BUCKETS 14
 
 typedef struct sl_metric_slot_s {
-    atomic_int used; /* 0 empty, 1 being written, 2 published */
+    atomic_int used; /* 0 empty, 2 published */
     int code;
-    char route[64];
-    char service[64];
+    uint64_t key; /* hash of the route label; with code, identifies the slot */
     atomic_uint_fast64_t count;
+    char route[48];
+    char service[48];
 } sl_metric_slot_t;
 
 typedef struct sl_metrics_s {
@@ -37,9 +38,11 @@ typedef struct sl_metrics_s {
 /* Bucket bounds in milliseconds. */
 extern const double sl_latency_bounds_ms[SL_LATENCY_BUCKETS];
 
-/* Called by the owning worker at the end of each request. */
-void sl_metrics_request(sl_metrics_t *m, const char *route, const char *service, int code,
-                        uint64_t latency_us);
+/* Called by the owning worker at the end of each request. route_key is a
+ * hash of the route label (precomputed per route), so the hot path compares
+ * integers, not strings. */
+void sl_metrics_request(sl_metrics_t *m, uint64_t route_key, const char *route,
+                        const char *service, int code, uint64_t latency_us);
 
 /* Appends the Prometheus text of all workers to out. */
 void sl_metrics_render(sl_metrics_t *const *all, int n, const char *config_hash,

@@ -25,6 +25,7 @@
 #include "arena.h"
 #include "h1_parser.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 #include "worker.h"
 
@@ -67,6 +68,7 @@ struct sl_conn_s {
     bool in_resume;  /* conn_resume is on the stack */
     size_t scanned;  /* head bytes already looked at for a line end */
     uint64_t head_start; /* when the first byte of the current head arrived (us) */
+    bool body_timeout;   /* the read timeout is armed (a body is streaming in) */
     bool draining;   /* close after the current response */
     sl_upconn_t *tunnel; /* owned in C_TUNNEL */
 };
@@ -81,6 +83,8 @@ struct sl_upconn_s {
     sl_req_t *req; /* borrowed: the request using it; NULL while idle */
     sl_conn_t *tunnel_peer; /* in a tunnel: the client side */
     unsigned nreq;
+    uint32_t rt_ms, wt_ms; /* the timeouts currently set on bev */
+    uint64_t idle_since;   /* when it entered the pool (ms) */
     bool connected;
     bool in_pool;
 };
@@ -161,27 +165,91 @@ static const sl_h1_header_t *find_hdr(const sl_h1_header_t *h, size_t n, const c
     return NULL;
 }
 
-/* Hop-by-hop fields (RFC 9110 7.6.1) and those the proxy sets itself. */
-static bool skip_request_header(sl_str_t name)
+/*
+ * Header names the proxy treats specially, recognised once per field by
+ * length and then a case-insensitive compare: cheaper than comparing every
+ * field against every name.
+ */
+enum hdr_id {
+    H_OTHER = 0,
+    H_CONNECTION,
+    H_KEEP_ALIVE,
+    H_PROXY_CONNECTION,
+    H_TE,
+    H_TRAILER,
+    H_TRANSFER_ENCODING,
+    H_UPGRADE,
+    H_CONTENT_LENGTH,
+    H_HOST,
+    H_EXPECT,
+    H_X_REAL_IP,
+    H_X_FORWARDED_FOR,
+    H_X_FORWARDED_PROTO,
+    H_X_FORWARDED_HOST,
+    H_X_FORWARDED_PORT,
+    H_X_FORWARDED_PATH,
+    H_X_FORWARDED_PREFIX,
+    H_VIA,
+    H_X_KONG_REQUEST_ID,
+    H_SERVER,
+};
+
+static const struct {
+    const char *name;
+    size_t len;
+} hdr_names[] = {
+#define H(id, lit) [id] = {lit, sizeof(lit) - 1}
+    H(H_CONNECTION, "connection"),
+    H(H_KEEP_ALIVE, "keep-alive"),
+    H(H_PROXY_CONNECTION, "proxy-connection"),
+    H(H_TE, "te"),
+    H(H_TRAILER, "trailer"),
+    H(H_TRANSFER_ENCODING, "transfer-encoding"),
+    H(H_UPGRADE, "upgrade"),
+    H(H_CONTENT_LENGTH, "content-length"),
+    H(H_HOST, "host"),
+    H(H_EXPECT, "expect"),
+    H(H_X_REAL_IP, "x-real-ip"),
+    H(H_X_FORWARDED_FOR, "x-forwarded-for"),
+    H(H_X_FORWARDED_PROTO, "x-forwarded-proto"),
+    H(H_X_FORWARDED_HOST, "x-forwarded-host"),
+    H(H_X_FORWARDED_PORT, "x-forwarded-port"),
+    H(H_X_FORWARDED_PATH, "x-forwarded-path"),
+    H(H_X_FORWARDED_PREFIX, "x-forwarded-prefix"),
+    H(H_VIA, "via"),
+    H(H_X_KONG_REQUEST_ID, "x-kong-request-id"),
+    H(H_SERVER, "server"),
+#undef H
+};
+
+static enum hdr_id hdr_id(sl_str_t name)
 {
-    static const char *const skip[] = {
-        "connection",        "keep-alive",        "proxy-connection",  "te",
-        "trailer",           "transfer-encoding", "upgrade",           "content-length",
-        "host",              "expect",            "x-real-ip",         "x-forwarded-for",
-        "x-forwarded-proto", "x-forwarded-host",  "x-forwarded-port",  "x-forwarded-path",
-        "x-forwarded-prefix", "via",              "x-kong-request-id",
-    };
-    for (size_t i = 0; i < SL_ARRAY_LEN(skip); i++)
-        if (sl_str_caseeq_lit(name, skip[i]))
-            return true;
-    return false;
+    if (name.len < 2 || name.len > 18)
+        return H_OTHER;
+    for (size_t i = 1; i < SL_ARRAY_LEN(hdr_names); i++)
+        if (hdr_names[i].len == name.len &&
+            sl_strcaseeq(name.p, name.len, hdr_names[i].name, name.len))
+            return (enum hdr_id)i;
+    return H_OTHER;
 }
+
+#define HBIT(id) (1u << (id))
+/* Hop-by-hop fields (RFC 9110 7.6.1), dropped in both directions. */
+#define HOP_BY_HOP                                                                                 \
+    (HBIT(H_CONNECTION) | HBIT(H_KEEP_ALIVE) | HBIT(H_PROXY_CONNECTION) | HBIT(H_TE) |            \
+     HBIT(H_TRAILER) | HBIT(H_TRANSFER_ENCODING) | HBIT(H_UPGRADE))
+/* Request fields the proxy rewrites itself. */
+#define REQ_REWRITTEN                                                                              \
+    (HBIT(H_CONTENT_LENGTH) | HBIT(H_HOST) | HBIT(H_EXPECT) | HBIT(H_X_REAL_IP) |                 \
+     HBIT(H_X_FORWARDED_FOR) | HBIT(H_X_FORWARDED_PROTO) | HBIT(H_X_FORWARDED_HOST) |            \
+     HBIT(H_X_FORWARDED_PORT) | HBIT(H_X_FORWARDED_PATH) | HBIT(H_X_FORWARDED_PREFIX) |          \
+     HBIT(H_VIA) | HBIT(H_X_KONG_REQUEST_ID))
 
 /* Is `name` one of the comma-separated tokens of the Connection header(s)? */
 static bool named_in_connection(const sl_h1_header_t *h, size_t n, sl_str_t name)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!sl_str_caseeq_lit(h[i].name, "connection"))
+        if (hdr_id(h[i].name) != H_CONNECTION)
             continue;
         const char *p = h[i].value.p, *end = p + h[i].value.len;
         while (p < end) {
@@ -191,6 +259,29 @@ static bool named_in_connection(const sl_h1_header_t *h, size_t n, sl_str_t name
             while (p < end && *p != ',' && *p != ' ' && *p != '\t')
                 p++;
             if (p > tok && sl_strcaseeq(tok, (size_t)(p - tok), name.p, name.len))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Does a Connection header name anything beyond close/keep-alive/upgrade
+ * (fields that must then be dropped as hop-by-hop)? */
+static bool connection_names_fields(const sl_h1_header_t *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (hdr_id(h[i].name) != H_CONNECTION)
+            continue;
+        const char *p = h[i].value.p, *end = p + h[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *tok = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            size_t tl = (size_t)(p - tok);
+            if (tl && !sl_strcaseeq(tok, tl, "close", 5) &&
+                !sl_strcaseeq(tok, tl, "keep-alive", 10) && !sl_strcaseeq(tok, tl, "upgrade", 7))
                 return true;
         }
     }
@@ -232,9 +323,9 @@ static void log_request(sl_req_t *r)
 {
     sl_conn_t *c = r->c;
     uint64_t now = sl_now_us();
-    const char *route = r->route ? (r->route->name ? r->route->name : r->route->id) : "";
-    const char *svc = r->svc ? (r->svc->name ? r->svc->name : r->svc->id) : "";
-    sl_metrics_request(c->w->metrics, route, svc, r->status, now - r->t_start);
+    sl_metrics_request(c->w->metrics, r->route ? r->route->label_key : 0,
+                       r->route ? r->route->label : "", r->svc ? r->svc->label : "", r->status,
+                       now - r->t_start);
     if (!sl_access_log)
         return;
     struct evbuffer *b = evbuffer_new();
@@ -298,58 +389,84 @@ static const char *reason_phrase(int status)
     return "Unknown";
 }
 
+/* "Date: ..." for generated responses, formatted once per second per thread. */
+static void add_date(sl_sb_t *b)
+{
+    static _Thread_local time_t cached_at;
+    static _Thread_local char cached[64];
+    static _Thread_local size_t cached_len;
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        cached_len = strftime(cached, sizeof(cached), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        cached_at = now;
+    }
+    sl_sb_add(b, cached, cached_len);
+}
+
 /*
  * Writes a proxy-generated JSON response. With r == NULL (a request that
  * could not even be parsed) the connection always closes afterwards. With a
  * request, the connection closes if asked to, or if the request body has not
- * been read (its framing would be lost).
+ * been read (its framing would be lost). message must be JSON-safe text.
  */
 static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message,
                       const char *extra_headers, bool close)
 {
     const sl_dp_conf_t *conf = c->w->conf;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    char body[512];
-    int blen;
-    if (r)
-        blen = snprintf(body, sizeof(body), "{\"message\":\"%s\",\"request_id\":\"%s\"}\n",
-                        message, r->reqid);
-    else
-        blen = snprintf(body, sizeof(body), "{\"message\":\"%s\"}\n", message);
+    char storage[2048], bodybuf[512];
+    sl_sb_t b, body;
+    sl_sb_init(&b, storage, sizeof(storage));
+    sl_sb_init(&body, bodybuf, sizeof(bodybuf));
+    sl_sb_addlit(&body, "{\"message\":\"");
+    sl_sb_adds(&body, message);
+    if (r) {
+        sl_sb_addlit(&body, "\",\"request_id\":\"");
+        sl_sb_add(&body, r->reqid, 32);
+    }
+    sl_sb_addlit(&body, "\"}\n");
+
     if (r && !r->body_done && r->body_kind != B_NONE)
         close = true;
-    if (!r || c->draining || (r && !r->h.keep_alive))
+    if (!r || c->draining || !r->h.keep_alive)
         close = true;
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: ", status, reason_phrase(status));
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    evbuffer_add_printf(out,
-                        "%s\r\nContent-Type: application/json; charset=utf-8\r\n"
-                        "Content-Length: %d\r\n",
-                        date, blen);
+    sl_sb_addlit(&b, "HTTP/1.1 ");
+    sl_sb_addu(&b, (uint64_t)status);
+    sl_sb_addlit(&b, " ");
+    sl_sb_adds(&b, reason_phrase(status));
+    sl_sb_addlit(&b, "\r\n");
+    add_date(&b);
+    sl_sb_addlit(&b, "Content-Type: application/json; charset=utf-8\r\nContent-Length: ");
+    sl_sb_addu(&b, body.len);
+    sl_sb_addlit(&b, "\r\n");
     if (close)
-        evbuffer_add_printf(out, "Connection: close\r\n");
-    else if (r && r->h.minor_version == 0)
-        evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+        sl_sb_addlit(&b, "Connection: close\r\n");
+    else if (r->h.minor_version == 0)
+        sl_sb_addlit(&b, "Connection: keep-alive\r\n");
     if (conf->hdr_server_tokens)
-        evbuffer_add_printf(out, "Server: %s\r\n", SL_SERVER_TOKEN);
-    if (conf->hdr_latency_tokens)
-        evbuffer_add_printf(out, "X-Kong-Response-Latency: %llu\r\n",
-                            (unsigned long long)ms_between(r ? r->t_start : c->head_start,
-                                                           sl_now_us()));
-    if (r && conf->hdr_request_id)
-        evbuffer_add_printf(out, "X-Kong-Request-Id: %s\r\n", r->reqid);
+        sl_sb_addlit(&b, "Server: " SL_SERVER_TOKEN "\r\n");
+    if (conf->hdr_latency_tokens) {
+        sl_sb_addlit(&b, "X-Kong-Response-Latency: ");
+        sl_sb_addu(&b, ms_between(r ? r->t_start : c->head_start, sl_now_us()));
+        sl_sb_addlit(&b, "\r\n");
+    }
+    if (r && conf->hdr_request_id) {
+        sl_sb_addlit(&b, "X-Kong-Request-Id: ");
+        sl_sb_add(&b, r->reqid, 32);
+        sl_sb_addlit(&b, "\r\n");
+    }
     if (extra_headers)
-        evbuffer_add_printf(out, "%s", extra_headers);
-    evbuffer_add(out, "\r\n", 2);
-    if (!(r && r->h.method.len == 4 && !memcmp(r->h.method.p, "HEAD", 4)))
-        evbuffer_add(out, body, (size_t)blen);
+        sl_sb_adds(&b, extra_headers);
+    sl_sb_addlit(&b, "\r\n");
+    if (!(r && sl_str_caseeq_lit(r->h.method, "HEAD")))
+        sl_sb_add(&b, body.p, body.len);
+    evbuffer_add(bufferevent_get_output(c->bev), b.p, b.len);
+    sl_sb_dispose(&b);
+    sl_sb_dispose(&body);
     if (r) {
         r->status = status;
-        r->bytes_out += (size_t)blen;
+        r->bytes_out += body.len;
         if (close)
             r->client_close = true;
         finish_request(r);
@@ -368,9 +485,26 @@ static void arm_timer(sl_conn_t *c, uint64_t ms)
     evtimer_add(c->timer, &tv);
 }
 
+/* Turns the client read timeout (client_body_timeout) on while a request
+ * body streams in, and off otherwise; the write timeout (send_timeout) is
+ * always on. Only touches the event when the state changes. */
+static void client_body_timeout(sl_conn_t *c, bool on)
+{
+    if (c->body_timeout == on)
+        return;
+    c->body_timeout = on;
+    struct timeval rt = ms_tv(c->w->conf->client_body_timeout_ms);
+    struct timeval wt = ms_tv(c->w->conf->send_timeout_ms);
+    bufferevent_set_timeouts(c->bev, on ? &rt : NULL, &wt);
+}
+
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
     sl_conn_t *c = arg;
+    /* The deadline is not cancelled when a head completes (that would cost an
+     * event operation per request); a stale one finds the connection busy. */
+    if (c->state != C_IDLE && c->state != C_HEAD)
+        return;
     /* Idle keep-alive or header deadline: a slow or silent client. Nothing was
      * promised to it, so it is simply closed (nginx does the same). */
     SL_DEBUG("worker %d: client %s:%u timed out in state %d", c->w->id, c->peer_ip, c->peer_port,
@@ -405,7 +539,6 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
     }
     c->timer = evtimer_new(w->base, on_conn_timer, c);
     bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, SL_BUF_HIGH);
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_BUF_LOW, 0);
     struct timeval send_tv = ms_tv(w->conf->send_timeout_ms);
     bufferevent_set_timeouts(c->bev, NULL, &send_tv);
@@ -569,22 +702,10 @@ static void process_request(sl_req_t *r)
 
     /* While the body streams, a stalled client is cut off after
      * client_body_timeout of silence. */
-    if (!r->body_done) {
-        struct timeval rt = ms_tv(conf->client_body_timeout_ms);
-        struct timeval wt = ms_tv(conf->send_timeout_ms);
-        bufferevent_set_timeouts(c->bev, &rt, &wt);
-    }
+    if (!r->body_done)
+        client_body_timeout(c, true);
     r->t_sent = sl_now_us();
     connect_upstream(r);
-}
-
-/* Appends "name: value\r\n". */
-static void add_hdr(struct evbuffer *b, const char *name, const char *v, size_t vlen)
-{
-    evbuffer_add(b, name, strlen(name));
-    evbuffer_add(b, ": ", 2);
-    evbuffer_add(b, v, vlen);
-    evbuffer_add(b, "\r\n", 2);
 }
 
 /* The value to forward for an X-Forwarded-* header: the client's when it is
@@ -594,6 +715,24 @@ static const sl_h1_header_t *trusted_hdr(sl_req_t *r, const char *name)
     return r->c->trusted ? find_hdr(r->h.headers, r->h.num_headers, name) : NULL;
 }
 
+#define SB_HDR(b, lit, v, n) sl_sb_header((b), (lit), sizeof(lit) - 1, (v), (n))
+
+/* Appends the values of every `name` field, each followed by ", ". */
+static void add_list_values(sl_sb_t *b, const sl_h1_header_t *hs, size_t nh, const char *name)
+{
+    for (size_t i = 0; i < nh; i++) {
+        if (sl_str_caseeq_lit(hs[i].name, name)) {
+            sl_sb_addstr(b, hs[i].value);
+            sl_sb_addlit(b, ", ");
+        }
+    }
+}
+
+/*
+ * Builds the request head sent upstream into the request's arena (kept for
+ * retries). Answers the client itself (and leaves r->uphead NULL) when the
+ * upstream path would be too long.
+ */
 static void build_upstream_head(sl_req_t *r)
 {
     sl_conn_t *c = r->c;
@@ -610,121 +749,127 @@ static void build_upstream_head(sl_req_t *r)
         return;
     }
 
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "%.*s %s", (int)r->h.method.len, r->h.method.p, upath);
+    char storage[4096];
+    sl_sb_t b;
+    sl_sb_init(&b, storage, sizeof(storage));
+    sl_sb_addstr(&b, r->h.method);
+    sl_sb_addlit(&b, " ");
+    sl_sb_adds(&b, upath);
     if (r->h.query.p) {
-        evbuffer_add(b, "?", 1);
-        evbuffer_add(b, r->h.query.p, r->h.query.len);
+        sl_sb_addlit(&b, "?");
+        sl_sb_addstr(&b, r->h.query);
     }
-    evbuffer_add(b, " HTTP/1.1\r\n", 11);
+    sl_sb_addlit(&b, " HTTP/1.1\r\n");
 
     sl_str_t host = r->h.absolute_form ? r->h.authority : r->h.host;
     if (r->route->preserve_host && host.len)
-        add_hdr(b, "Host", host.p, host.len);
+        SB_HDR(&b, "Host", host.p, host.len);
     else
-        add_hdr(b, "Host", s->host_header, strlen(s->host_header));
+        SB_HDR(&b, "Host", s->host_header, strlen(s->host_header));
 
+    bool conn_fields = connection_names_fields(hs, nh);
     for (size_t i = 0; i < nh; i++) {
-        if (skip_request_header(hs[i].name) || named_in_connection(hs, nh, hs[i].name))
+        if ((HBIT(hdr_id(hs[i].name)) & (HOP_BY_HOP | REQ_REWRITTEN)) ||
+            (conn_fields && named_in_connection(hs, nh, hs[i].name)))
             continue;
-        evbuffer_add(b, hs[i].name.p, hs[i].name.len);
-        evbuffer_add(b, ": ", 2);
-        evbuffer_add(b, hs[i].value.p, hs[i].value.len);
-        evbuffer_add(b, "\r\n", 2);
+        sl_sb_header(&b, hs[i].name.p, hs[i].name.len, hs[i].value.p, hs[i].value.len);
     }
 
-    if (r->body_kind == B_LENGTH)
-        evbuffer_add_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->body_left);
-    else if (r->body_kind == B_CHUNKED)
-        evbuffer_add_printf(b, "Transfer-Encoding: chunked\r\n");
-    else if (r->h.body_kind == SL_H1_BODY_LENGTH)
-        evbuffer_add_printf(b, "Content-Length: 0\r\n");
+    if (r->body_kind == B_LENGTH) {
+        sl_sb_addlit(&b, "Content-Length: ");
+        sl_sb_addu(&b, r->body_left);
+        sl_sb_addlit(&b, "\r\n");
+    } else if (r->body_kind == B_CHUNKED) {
+        sl_sb_addlit(&b, "Transfer-Encoding: chunked\r\n");
+    } else if (r->h.body_kind == SL_H1_BODY_LENGTH) {
+        sl_sb_addlit(&b, "Content-Length: 0\r\n");
+    }
 
-    const sl_h1_header_t *up = find_hdr(hs, nh, "upgrade");
-    if (r->upgrade && up) {
-        add_hdr(b, "Upgrade", up->value.p, up->value.len);
-        evbuffer_add_printf(b, "Connection: upgrade\r\n");
+    const sl_h1_header_t *up = r->upgrade ? find_hdr(hs, nh, "upgrade") : NULL;
+    if (up) {
+        SB_HDR(&b, "Upgrade", up->value.p, up->value.len);
+        sl_sb_addlit(&b, "Connection: upgrade\r\n");
     } else {
         r->upgrade = false;
-        evbuffer_add_printf(b, "Connection: keep-alive\r\n");
+        sl_sb_addlit(&b, "Connection: keep-alive\r\n");
     }
 
     /* X-Real-IP: the client address, or what a trusted proxy says it is. */
     const sl_h1_header_t *v = trusted_hdr(r, "x-real-ip");
     if (v)
-        add_hdr(b, "X-Real-IP", v->value.p, v->value.len);
+        SB_HDR(&b, "X-Real-IP", v->value.p, v->value.len);
     else
-        add_hdr(b, "X-Real-IP", c->peer_ip, strlen(c->peer_ip));
+        SB_HDR(&b, "X-Real-IP", c->peer_ip, strlen(c->peer_ip));
 
     /* X-Forwarded-For is always appended to, as nginx's
      * $proxy_add_x_forwarded_for does; several incoming fields are joined. */
-    evbuffer_add(b, "X-Forwarded-For: ", 17);
-    for (size_t i = 0; i < nh; i++) {
-        if (sl_str_caseeq_lit(hs[i].name, "x-forwarded-for")) {
-            evbuffer_add(b, hs[i].value.p, hs[i].value.len);
-            evbuffer_add(b, ", ", 2);
-        }
-    }
-    evbuffer_add_printf(b, "%s\r\n", c->peer_ip);
+    sl_sb_addlit(&b, "X-Forwarded-For: ");
+    add_list_values(&b, hs, nh, "x-forwarded-for");
+    sl_sb_adds(&b, c->peer_ip);
+    sl_sb_addlit(&b, "\r\n");
 
     if ((v = trusted_hdr(r, "x-forwarded-proto")))
-        add_hdr(b, "X-Forwarded-Proto", v->value.p, v->value.len);
+        SB_HDR(&b, "X-Forwarded-Proto", v->value.p, v->value.len);
     else
-        evbuffer_add_printf(b, "X-Forwarded-Proto: http\r\n");
+        sl_sb_addlit(&b, "X-Forwarded-Proto: http\r\n");
 
     if ((v = trusted_hdr(r, "x-forwarded-host"))) {
-        add_hdr(b, "X-Forwarded-Host", v->value.p, v->value.len);
+        SB_HDR(&b, "X-Forwarded-Host", v->value.p, v->value.len);
     } else {
         /* nginx's $host: the Host without its port, lower-cased. */
         size_t hl = host.len;
-        const char *colon = host.len && host.p[0] != '[' ? memchr(host.p, ':', host.len) : NULL;
         if (host.len && host.p[0] == '[') {
             const char *rb = memchr(host.p, ']', host.len);
             if (rb)
                 hl = (size_t)(rb - host.p) + 1;
-        } else if (colon) {
-            hl = (size_t)(colon - host.p);
+        } else if (host.len) {
+            const char *colon = memchr(host.p, ':', host.len);
+            if (colon)
+                hl = (size_t)(colon - host.p);
         }
         char lower[256];
         hl = SL_MIN(hl, sizeof(lower));
         for (size_t i = 0; i < hl; i++)
             lower[i] = sl_lower(host.p[i]);
-        add_hdr(b, "X-Forwarded-Host", lower, hl);
+        SB_HDR(&b, "X-Forwarded-Host", lower, hl);
     }
 
-    if ((v = trusted_hdr(r, "x-forwarded-port")))
-        add_hdr(b, "X-Forwarded-Port", v->value.p, v->value.len);
-    else
-        evbuffer_add_printf(b, "X-Forwarded-Port: %u\r\n", c->local_port);
+    if ((v = trusted_hdr(r, "x-forwarded-port"))) {
+        SB_HDR(&b, "X-Forwarded-Port", v->value.p, v->value.len);
+    } else {
+        sl_sb_addlit(&b, "X-Forwarded-Port: ");
+        sl_sb_addu(&b, c->local_port);
+        sl_sb_addlit(&b, "\r\n");
+    }
 
     if ((v = trusted_hdr(r, "x-forwarded-path")))
-        add_hdr(b, "X-Forwarded-Path", v->value.p, v->value.len);
+        SB_HDR(&b, "X-Forwarded-Path", v->value.p, v->value.len);
     else
-        add_hdr(b, "X-Forwarded-Path", r->h.path.p, r->h.path.len);
+        SB_HDR(&b, "X-Forwarded-Path", r->h.path.p, r->h.path.len);
 
     if ((v = trusted_hdr(r, "x-forwarded-prefix")))
-        add_hdr(b, "X-Forwarded-Prefix", v->value.p, v->value.len);
+        SB_HDR(&b, "X-Forwarded-Prefix", v->value.p, v->value.len);
     else if (r->route->strip_path && r->m.prefix_len > 0 &&
              !(r->m.prefix_len == 1 && r->npath[0] == '/'))
-        add_hdr(b, "X-Forwarded-Prefix", r->npath, r->m.prefix_len);
+        SB_HDR(&b, "X-Forwarded-Prefix", r->npath, r->m.prefix_len);
 
     /* Via (RFC 9110 7.6.3): appended to what earlier proxies wrote. */
-    evbuffer_add(b, "Via: ", 5);
-    for (size_t i = 0; i < nh; i++) {
-        if (sl_str_caseeq_lit(hs[i].name, "via")) {
-            evbuffer_add(b, hs[i].value.p, hs[i].value.len);
-            evbuffer_add(b, ", ", 2);
-        }
+    sl_sb_addlit(&b, "Via: ");
+    add_list_values(&b, hs, nh, "via");
+    sl_sb_addlit(&b, "1.");
+    sl_sb_addu(&b, (uint64_t)r->h.minor_version);
+    sl_sb_addlit(&b, " " SL_SERVER_TOKEN "\r\n");
+    if (conf->hdr_request_id) {
+        sl_sb_addlit(&b, "X-Kong-Request-Id: ");
+        sl_sb_add(&b, r->reqid, 32);
+        sl_sb_addlit(&b, "\r\n");
     }
-    evbuffer_add_printf(b, "1.%d %s\r\n", r->h.minor_version, SL_SERVER_TOKEN);
-    if (conf->hdr_request_id)
-        evbuffer_add_printf(b, "X-Kong-Request-Id: %s\r\n", r->reqid);
-    evbuffer_add(b, "\r\n", 2);
+    sl_sb_addlit(&b, "\r\n");
 
-    r->uphead_len = evbuffer_get_length(b);
-    r->uphead = sl_arena_alloc(&r->arena, r->uphead_len);
-    evbuffer_remove(b, r->uphead, r->uphead_len);
-    evbuffer_free(b);
+    r->uphead_len = b.len;
+    r->uphead = sl_arena_alloc(&r->arena, b.len);
+    memcpy(r->uphead, b.p, b.len);
+    sl_sb_dispose(&b);
 }
 
 /*
@@ -787,7 +932,6 @@ static void conn_resume(sl_conn_t *c)
             return;
         }
 
-        evtimer_del(c->timer);
         sl_req_t *r = sl_xcalloc(1, sizeof(*r));
         r->c = c;
         r->t_start = sl_now_us();
@@ -856,8 +1000,7 @@ static void finish_request(sl_req_t *r)
         return;
     }
     c->state = C_IDLE;
-    struct timeval wt = ms_tv(c->w->conf->send_timeout_ms);
-    bufferevent_set_timeouts(c->bev, NULL, &wt);
+    client_body_timeout(c, false);
     bufferevent_enable(c->bev, EV_READ);
     arm_timer(c, c->w->conf->keepalive_timeout_ms);
     conn_resume(c);
@@ -892,7 +1035,20 @@ static void upconn_close(sl_upconn_t *u)
 
 static void on_idle_event(struct bufferevent *bev, short what, void *arg)
 {
-    upconn_close(arg); /* the upstream closed or timed out an idle connection */
+    if ((what & BEV_EVENT_TIMEOUT) && !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+        /* The last request's read timeout, not a fault: keep watching. */
+        bufferevent_enable(bev, EV_READ);
+        return;
+    }
+    upconn_close(arg); /* the upstream closed an idle connection */
+}
+
+void sl_upstream_pool_sweep(sl_worker_t *w)
+{
+    uint64_t now = sl_now_ms(), ttl = w->conf->upstream_keepalive_idle_timeout_ms;
+    sl_upconn_t *u;
+    while ((u = TAILQ_LAST(&w->idle, sl_upconn_head)) && u->idle_since + ttl <= now)
+        upconn_close(u);
 }
 
 static void on_idle_read(struct bufferevent *bev, void *arg)
@@ -914,10 +1070,10 @@ static void upconn_release(sl_upconn_t *u)
     }
     if (w->nidle >= conf->upstream_keepalive_pool_size)
         upconn_close(TAILQ_LAST(&w->idle, sl_upconn_head));
+    /* The connection keeps its read/write timeouts (changing them costs event
+     * operations on every request); idle expiry is the pool sweep's job. */
     bufferevent_setcb(u->bev, on_idle_read, NULL, on_idle_event, u);
-    struct timeval idle = ms_tv(conf->upstream_keepalive_idle_timeout_ms);
-    bufferevent_set_timeouts(u->bev, &idle, NULL);
-    bufferevent_enable(u->bev, EV_READ);
+    u->idle_since = sl_now_ms();
     TAILQ_INSERT_HEAD(&w->idle, u, link);
     u->in_pool = true;
     w->nidle++;
@@ -961,10 +1117,12 @@ static void attach_upstream(sl_req_t *r, sl_upconn_t *u)
     u->req = r;
     u->nreq++;
     bufferevent_setcb(u->bev, on_up_read, on_up_write, on_up_event, u);
-    bufferevent_setwatermark(u->bev, EV_READ, 0, SL_BUF_HIGH);
-    bufferevent_setwatermark(u->bev, EV_WRITE, SL_BUF_LOW, 0);
-    struct timeval rt = ms_tv(s->read_timeout_ms), wt = ms_tv(s->write_timeout_ms);
-    bufferevent_set_timeouts(u->bev, &rt, &wt);
+    if (u->rt_ms != s->read_timeout_ms || u->wt_ms != s->write_timeout_ms) {
+        struct timeval rt = ms_tv(s->read_timeout_ms), wt = ms_tv(s->write_timeout_ms);
+        bufferevent_set_timeouts(u->bev, &rt, &wt);
+        u->rt_ms = s->read_timeout_ms;
+        u->wt_ms = s->write_timeout_ms;
+    }
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     evbuffer_add(bufferevent_get_output(u->bev), r->uphead, r->uphead_len);
     pump_request_body(r);
@@ -1008,6 +1166,7 @@ static void on_address(int rc, const struct sockaddr *sa, socklen_t len, void *a
     u->addr = ss;
     u->addrlen = len;
     u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setwatermark(u->bev, EV_WRITE, SL_BUF_LOW, 0);
     u->timer = evtimer_new(w->base, on_connect_timeout, u);
     atomic_fetch_add_explicit(&w->metrics->upstream_connects, 1, memory_order_relaxed);
     if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&u->addr, (int)u->addrlen) != 0) {
@@ -1161,34 +1320,22 @@ static int pump_request_body(sl_req_t *r)
     }
     if (r->body_done) {
         /* Stop the body timeout: we may now wait long for the upstream. */
-        struct timeval wt = ms_tv(c->w->conf->send_timeout_ms);
-        bufferevent_set_timeouts(c->bev, NULL, &wt);
+        client_body_timeout(c, false);
         if (evbuffer_get_length(in) > SL_BUF_HIGH)
             bufferevent_disable(c->bev, EV_READ);
         return SL_OK;
     }
     if (evbuffer_get_length(out) >= SL_BUF_HIGH)
         bufferevent_disable(c->bev, EV_READ); /* resumed by on_up_write */
+    else if (!(bufferevent_get_enabled(c->bev) & EV_READ))
+        bufferevent_enable(c->bev, EV_READ);
     return SL_OK;
-}
-
-/* Response head processing: builds the client head from the upstream's. */
-static bool skip_response_header(sl_str_t name)
-{
-    static const char *const skip[] = {"connection", "keep-alive", "proxy-connection",
-                                       "te",         "trailer",    "transfer-encoding",
-                                       "upgrade",    "via"};
-    for (size_t i = 0; i < SL_ARRAY_LEN(skip); i++)
-        if (sl_str_caseeq_lit(name, skip[i]))
-            return true;
-    return false;
 }
 
 static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
 {
     sl_conn_t *c = r->c;
     const sl_dp_conf_t *conf = c->w->conf;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     bool http10 = r->h.minor_version == 0;
     bool tunnel = res->status == 101 && r->upgrade;
 
@@ -1216,58 +1363,80 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
         break;
     }
 
-    evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", res->status, (int)res->reason.len,
-                        res->reason.p);
-    bool has_server = false;
+    char storage[4096];
+    sl_sb_t b;
+    sl_sb_init(&b, storage, sizeof(storage));
+    sl_sb_addlit(&b, "HTTP/1.1 ");
+    sl_sb_addu(&b, (uint64_t)res->status);
+    sl_sb_addlit(&b, " ");
+    sl_sb_addstr(&b, res->reason);
+    sl_sb_addlit(&b, "\r\n");
+    bool has_server = false, any_via = false;
+    bool conn_fields = connection_names_fields(res->headers, res->num_headers);
+    size_t via_first = res->num_headers;
     for (size_t i = 0; i < res->num_headers; i++) {
         const sl_h1_header_t *h = &res->headers[i];
-        if (skip_response_header(h->name) ||
-            named_in_connection(res->headers, res->num_headers, h->name))
+        enum hdr_id id = hdr_id(h->name);
+        if (id == H_VIA && via_first == res->num_headers)
+            via_first = i;
+        if ((HBIT(id) & (HOP_BY_HOP | HBIT(H_VIA))) ||
+            (conn_fields && named_in_connection(res->headers, res->num_headers, h->name)))
             continue;
-        if (r->resp_dechunk && sl_str_caseeq_lit(h->name, "content-length"))
+        if (r->resp_dechunk && id == H_CONTENT_LENGTH)
             continue;
-        if (sl_str_caseeq_lit(h->name, "server"))
+        if (id == H_SERVER)
             has_server = true;
-        evbuffer_add(out, h->name.p, h->name.len);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h->value.p, h->value.len);
-        evbuffer_add(out, "\r\n", 2);
+        sl_sb_header(&b, h->name.p, h->name.len, h->value.p, h->value.len);
     }
     if (r->resp_kind == B_CHUNKED && !r->resp_dechunk)
-        evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+        sl_sb_addlit(&b, "Transfer-Encoding: chunked\r\n");
     if (tunnel) {
         const sl_h1_header_t *up = find_hdr(res->headers, res->num_headers, "upgrade");
         if (up)
-            add_hdr(out, "Upgrade", up->value.p, up->value.len);
-        evbuffer_add_printf(out, "Connection: upgrade\r\n");
+            SB_HDR(&b, "Upgrade", up->value.p, up->value.len);
+        sl_sb_addlit(&b, "Connection: upgrade\r\n");
     } else if (r->client_close || c->draining) {
         r->client_close = true;
-        evbuffer_add_printf(out, "Connection: close\r\n");
+        sl_sb_addlit(&b, "Connection: close\r\n");
     } else if (http10) {
-        evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+        sl_sb_addlit(&b, "Connection: keep-alive\r\n");
     }
     if (!has_server && conf->hdr_server_tokens)
-        evbuffer_add_printf(out, "Server: %s\r\n", SL_SERVER_TOKEN);
+        sl_sb_addlit(&b, "Server: " SL_SERVER_TOKEN "\r\n");
     /* Via: the upstream's, with this hop appended when server_tokens is on. */
-    bool any_via = false;
-    for (size_t i = 0; i < res->num_headers; i++) {
-        if (sl_str_caseeq_lit(res->headers[i].name, "via")) {
-            evbuffer_add(out, any_via ? ", " : "Via: ", any_via ? 2 : 5);
-            evbuffer_add(out, res->headers[i].value.p, res->headers[i].value.len);
+    for (size_t i = via_first; i < res->num_headers; i++) {
+        if (hdr_id(res->headers[i].name) == H_VIA) {
+            if (any_via)
+                sl_sb_addlit(&b, ", ");
+            else
+                sl_sb_addlit(&b, "Via: ");
+            sl_sb_addstr(&b, res->headers[i].value);
             any_via = true;
         }
     }
-    if (conf->hdr_server_tokens)
-        evbuffer_add_printf(out, "%s1.1 %s\r\n", any_via ? ", " : "Via: ", SL_SERVER_TOKEN);
-    else if (any_via)
-        evbuffer_add(out, "\r\n", 2);
-    if (conf->hdr_latency_tokens)
-        evbuffer_add_printf(out, "X-Kong-Upstream-Latency: %llu\r\nX-Kong-Proxy-Latency: %llu\r\n",
-                            (unsigned long long)ms_between(r->t_sent, r->t_head),
-                            (unsigned long long)ms_between(r->t_start, r->t_sent));
-    if (conf->hdr_request_id)
-        evbuffer_add_printf(out, "X-Kong-Request-Id: %s\r\n", r->reqid);
-    evbuffer_add(out, "\r\n", 2);
+    if (conf->hdr_server_tokens) {
+        if (any_via)
+            sl_sb_addlit(&b, ", 1.1 " SL_SERVER_TOKEN "\r\n");
+        else
+            sl_sb_addlit(&b, "Via: 1.1 " SL_SERVER_TOKEN "\r\n");
+    } else if (any_via) {
+        sl_sb_addlit(&b, "\r\n");
+    }
+    if (conf->hdr_latency_tokens) {
+        sl_sb_addlit(&b, "X-Kong-Upstream-Latency: ");
+        sl_sb_addu(&b, ms_between(r->t_sent, r->t_head));
+        sl_sb_addlit(&b, "\r\nX-Kong-Proxy-Latency: ");
+        sl_sb_addu(&b, ms_between(r->t_start, r->t_sent));
+        sl_sb_addlit(&b, "\r\n");
+    }
+    if (conf->hdr_request_id) {
+        sl_sb_addlit(&b, "X-Kong-Request-Id: ");
+        sl_sb_add(&b, r->reqid, 32);
+        sl_sb_addlit(&b, "\r\n");
+    }
+    sl_sb_addlit(&b, "\r\n");
+    evbuffer_add(bufferevent_get_output(c->bev), b.p, b.len);
+    sl_sb_dispose(&b);
 }
 
 static void on_dechunk_data(void *ud, const char *p, size_t n)
@@ -1383,6 +1552,7 @@ static void start_tunnel(sl_req_t *r)
     bufferevent_setcb(u->bev, on_tunnel_up_read, on_tunnel_up_write, on_tunnel_up_event, u);
     bufferevent_set_timeouts(u->bev, NULL, NULL);
     bufferevent_set_timeouts(c->bev, NULL, NULL);
+    c->body_timeout = false;
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     /* Bytes that arrived with the head on either side. */
@@ -1523,7 +1693,7 @@ static void on_client_read(struct bufferevent *bev, void *arg)
         conn_resume(c);
         break;
     case C_BUSY:
-        if (c->req && !c->req->body_done) {
+        if (c->req && !c->req->body_done && c->req->up) {
             pump_request_body(c->req);
         } else if (evbuffer_get_length(bufferevent_get_input(bev)) > SL_BUF_HIGH) {
             /* Pipelined requests pile up while one is served: stop reading. */

@@ -8,7 +8,10 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <event2/dns.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <event2/thread.h>
 #include <openssl/rand.h>
 
@@ -49,12 +52,18 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     SL_ERROR("worker %d: accept failed: %s", w->id, evutil_socket_error_to_string(err));
 }
 
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    sl_upstream_pool_sweep(arg);
+}
+
 static void on_shutdown(evutil_socket_t fd, short what, void *arg)
 {
     sl_worker_t *w = arg;
     if (w->draining)
         return;
     w->draining = true;
+    event_del(w->sweep_ev);
     for (size_t i = 0; i < w->nlisteners; i++) {
         evconnlistener_free(w->listeners[i]);
         w->listeners[i] = NULL;
@@ -78,11 +87,20 @@ sl_worker_t *sl_worker_new(int id, const sl_dp_conf_t *conf, const int *fds,
     if (RAND_bytes((unsigned char *)&w->reqid_salt, sizeof(w->reqid_salt)) != 1)
         w->reqid_salt = sl_now_us() ^ (uint64_t)id;
 
-    /* A locked base: the main thread activates shutdown_ev from outside. */
-    w->base = event_base_new();
-    if (!w->base)
+    /* Only this worker's thread touches its base: no locks. The main thread
+     * reaches it through a pipe. */
+    w->wake_fds[0] = w->wake_fds[1] = -1;
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!w->base || pipe2(w->wake_fds, O_NONBLOCK | O_CLOEXEC) != 0)
         goto fail;
-    w->shutdown_ev = event_new(w->base, -1, 0, on_shutdown, w);
+    w->shutdown_ev = event_new(w->base, w->wake_fds[0], EV_READ, on_shutdown, w);
+    event_add(w->shutdown_ev, NULL);
+    w->sweep_ev = event_new(w->base, -1, EV_PERSIST, on_sweep, w);
+    struct timeval second = {1, 0};
+    event_add(w->sweep_ev, &second);
     if (sl_dns_init(w) != SL_OK)
         goto fail;
     for (size_t i = 0; i < nfds; i++) {
@@ -119,7 +137,9 @@ int sl_worker_start(sl_worker_t *w, atomic_int *done)
 
 void sl_worker_drain(sl_worker_t *w)
 {
-    event_active(w->shutdown_ev, EV_TIMEOUT, 0);
+    char b = 1;
+    if (write(w->wake_fds[1], &b, 1) != 1)
+        SL_ERROR("worker %d: cannot be told to drain: %s", w->id, strerror(errno));
 }
 
 void sl_worker_join(sl_worker_t *w)
@@ -141,6 +161,12 @@ void sl_worker_free(sl_worker_t *w)
     sl_dns_dispose(w);
     if (w->shutdown_ev)
         event_free(w->shutdown_ev);
+    if (w->sweep_ev)
+        event_free(w->sweep_ev);
+    if (w->wake_fds[0] >= 0) {
+        close(w->wake_fds[0]);
+        close(w->wake_fds[1]);
+    }
     if (w->base)
         event_base_free(w->base);
     sl_gen_unref(w->gen);

@@ -35,7 +35,9 @@ typedef struct sl_worker_s {
     size_t nlisteners;
     struct evdns_base *dns; /* owned */
     sl_dns_cache_t *dns_cache;
-    struct event *shutdown_ev; /* activated by the main thread */
+    struct event *shutdown_ev; /* fires when the main thread writes to wake_fds[1] */
+    int wake_fds[2];           /* owned: the main thread's way to reach this loop */
+    struct event *sweep_ev;    /* owned: periodic upstream pool expiry */
     bool draining;
 
     sl_gen_t *gen; /* this worker's reference to the newest generation it has seen */
@@ -80,6 +82,8 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
  * current response (drain). */
 void sl_conns_drain(sl_worker_t *w);
 void sl_upstream_pool_close_all(sl_worker_t *w);
+/* Closes pooled connections idle longer than upstream_keepalive_idle_timeout. */
+void sl_upstream_pool_sweep(sl_worker_t *w);
 
 /* DNS (dns.c): resolves host asynchronously through the worker's cache. The
  * callback gets SL_OK with an address (port set), or an error. It may run

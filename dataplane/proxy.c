@@ -139,7 +139,7 @@ static void finish_request(sl_req_t *r);
 static void connect_upstream(sl_req_t *r);
 static void retry_or_fail(sl_req_t *r, bool was_connected, bool reused, bool timeout);
 static int pump_request_body(sl_req_t *r);
-static void pump_response_body(sl_req_t *r);
+static int pump_response_body(sl_req_t *r);
 static void on_client_read(struct bufferevent *bev, void *arg);
 static void on_client_write(struct bufferevent *bev, void *arg);
 static void on_client_event(struct bufferevent *bev, short what, void *arg);
@@ -155,6 +155,34 @@ static struct timeval ms_tv(uint64_t ms)
 }
 
 /* ---------------------------------------------------------------- helpers */
+
+/*
+ * Writes what the socket takes right away instead of waiting for the next
+ * loop iteration. Output events stay disabled while buffers are empty, so a
+ * small response costs one writev and no epoll_ctl; only a remainder enables
+ * the write event (and with it the send timeout). Errors are left for that
+ * event to report.
+ */
+static void flush_out(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(bev) & EV_WRITE))
+        return;
+    /* A bufferevent keeps its output frozen at the front so only its own
+     * write callback drains it; do as that callback does. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+}
+
+/* Called from write callbacks: an emptied buffer needs no write event. */
+static void write_idle(struct bufferevent *bev)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+}
 
 static const sl_h1_header_t *find_hdr(const sl_h1_header_t *h, size_t n, const char *name)
 {
@@ -462,6 +490,7 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
     if (!(r && sl_str_caseeq_lit(r->h.method, "HEAD")))
         sl_sb_add(&b, body.p, body.len);
     evbuffer_add(bufferevent_get_output(c->bev), b.p, b.len);
+    flush_out(c->bev);
     sl_sb_dispose(&b);
     sl_sb_dispose(&body);
     if (r) {
@@ -542,7 +571,9 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_BUF_LOW, 0);
     struct timeval send_tv = ms_tv(w->conf->send_timeout_ms);
     bufferevent_set_timeouts(c->bev, NULL, &send_tv);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* New bufferevents start with writing enabled; flush_out wants it off. */
+    bufferevent_disable(c->bev, EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
     c->state = C_IDLE;
     arm_timer(c, w->conf->client_header_timeout_ms);
     LIST_INSERT_HEAD(&w->conns, c, link);
@@ -698,7 +729,10 @@ static void process_request(sl_req_t *r)
         return; /* answered already */
 
     if (r->h.expect_continue && r->h.minor_version == 1 && !r->body_done)
+    {
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        flush_out(c->bev);
+    }
 
     /* While the body streams, a stalled client is cut off after
      * client_body_timeout of silence. */
@@ -1123,7 +1157,7 @@ static void attach_upstream(sl_req_t *r, sl_upconn_t *u)
         u->rt_ms = s->read_timeout_ms;
         u->wt_ms = s->write_timeout_ms;
     }
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(u->bev, EV_READ);
     evbuffer_add(bufferevent_get_output(u->bev), r->uphead, r->uphead_len);
     pump_request_body(r);
 }
@@ -1166,6 +1200,7 @@ static void on_address(int rc, const struct sockaddr *sa, socklen_t len, void *a
     u->addr = ss;
     u->addrlen = len;
     u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_disable(u->bev, EV_WRITE); /* see flush_out */
     bufferevent_setwatermark(u->bev, EV_WRITE, SL_BUF_LOW, 0);
     u->timer = evtimer_new(w->base, on_connect_timeout, u);
     atomic_fetch_add_explicit(&w->metrics->upstream_connects, 1, memory_order_relaxed);
@@ -1281,14 +1316,22 @@ static int chunked_scan(sl_h1_chunked_t *st, struct evbuffer *buf, size_t *n, bo
  */
 static int pump_request_body(sl_req_t *r)
 {
-    if (!r->up || r->body_done)
+    if (!r->up)
         return SL_OK;
+    if (r->body_done) {
+        if (r->up->connected)
+            flush_out(r->up->bev);
+        return SL_OK;
+    }
     sl_conn_t *c = r->c;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer *out = bufferevent_get_output(r->up->bev);
     size_t avail = evbuffer_get_length(in);
-    if (avail == 0)
+    if (avail == 0) {
+        if (r->up->connected)
+            flush_out(r->up->bev); /* the head */
         return SL_OK;
+    }
     if (r->body_kind == B_LENGTH) {
         size_t n = (size_t)SL_MIN((uint64_t)avail, r->body_left);
         evbuffer_remove_buffer(in, out, n);
@@ -1318,6 +1361,8 @@ static int pump_request_body(sl_req_t *r)
         if (done)
             r->body_done = true;
     }
+    if (r->up->connected)
+        flush_out(r->up->bev);
     if (r->body_done) {
         /* Stop the body timeout: we may now wait long for the upstream. */
         client_body_timeout(c, false);
@@ -1444,8 +1489,9 @@ static void on_dechunk_data(void *ud, const char *p, size_t n)
     evbuffer_add(ud, p, n);
 }
 
-/* Moves the response body; finishes the request at its end. */
-static void pump_response_body(sl_req_t *r)
+/* Moves the response body; finishes the request at its end. Returns SL_OK,
+ * or SL_DONE when the request was finished (or failed) and r is gone. */
+static int pump_response_body(sl_req_t *r)
 {
     sl_upconn_t *u = r->up;
     struct evbuffer *in = bufferevent_get_input(u->bev);
@@ -1473,7 +1519,7 @@ static void pump_response_body(sl_req_t *r)
             SL_WARN("worker %d: upstream sent a bad chunked body: %s", r->c->w->id,
                     err.message ? err.message : "?");
             fail_upstream(r, 502, "An invalid response was received from the upstream server");
-            return;
+            return SL_DONE;
         }
         if (r->resp_dechunk)
             evbuffer_drain(in, n);
@@ -1486,6 +1532,7 @@ static void pump_response_body(sl_req_t *r)
         break;
     }
     r->bytes_out += evbuffer_get_length(out) - before;
+    flush_out(r->c->bev);
     if (done) {
         if (evbuffer_get_length(in) > 0)
             r->up_keepalive = false; /* extra bytes after the response: not reusable */
@@ -1495,10 +1542,11 @@ static void pump_response_body(sl_req_t *r)
             r->client_close = true;
         }
         finish_request(r);
-        return;
+        return SL_DONE;
     }
     if (evbuffer_get_length(out) >= SL_BUF_HIGH)
         bufferevent_disable(u->bev, EV_READ); /* resumed by on_client_write */
+    return SL_OK;
 }
 
 /* --------------------------------------------------------------- tunnels */
@@ -1628,6 +1676,7 @@ static void on_up_write(struct bufferevent *bev, void *arg)
 {
     sl_upconn_t *u = arg;
     sl_req_t *r = u->req;
+    write_idle(bev);
     if (!r || r->body_done)
         return;
     bufferevent_enable(r->c->bev, EV_READ);
@@ -1644,6 +1693,7 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
             evtimer_del(u->timer);
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        flush_out(bev);
         return;
     }
     if (!r) {
@@ -1652,9 +1702,8 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_EOF && r->resp_head_done) {
         /* Drain what arrived with the close. */
-        pump_response_body(r);
-        if (r->c->req != r)
-            return; /* finished */
+        if (pump_response_body(r) == SL_DONE)
+            return;
         if (r->resp_kind == B_EOF) {
             r->up_keepalive = false;
             finish_request(r);
@@ -1719,6 +1768,7 @@ static void on_client_write(struct bufferevent *bev, void *arg)
     sl_conn_t *c = arg;
     struct evbuffer *out = bufferevent_get_output(bev);
     if (c->state == C_CLOSING) {
+        flush_out(bev);
         if (evbuffer_get_length(out) == 0) {
             /* Half-close first so the client reads the whole response before
              * it sees the reset a close with unread input would cause. */
@@ -1727,10 +1777,13 @@ static void on_client_write(struct bufferevent *bev, void *arg)
         }
         return;
     }
-    if (c->state == C_TUNNEL && c->tunnel) {
-        bufferevent_enable(c->tunnel->bev, EV_READ);
+    if (c->state == C_TUNNEL) {
+        /* Tunnels keep their write events on: libevent relays the bytes. */
+        if (c->tunnel)
+            bufferevent_enable(c->tunnel->bev, EV_READ);
         return;
     }
+    write_idle(bev);
     if (c->state == C_BUSY && c->req && c->req->up && c->req->resp_head_done) {
         sl_req_t *r = c->req;
         bufferevent_enable(r->up->bev, EV_READ);

@@ -171,8 +171,7 @@ void sl_conf_get_ms(const sl_conf_t *c, const char *key, uint64_t *out, sl_error
     const char *v = sl_conf_get(c, key);
     *out = 0;
     if (v && sl_parse_duration_ms(v, out) != SL_OK)
-        sl_errors_add(errs, "%s: expected a duration such as 60s, 500ms or 5m, got '%s'", key,
-                      v);
+        sl_errors_add(errs, "%s: expected a duration such as 60s, 500ms or 5m, got '%s'", key, v);
 }
 
 size_t sl_conf_split(const char *value, char ***items)

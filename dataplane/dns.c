@@ -213,8 +213,7 @@ static void on_resolved(int result, char type, int count, int ttl, void *address
             e->naddrs++;
         }
     }
-    if (e->naddrs == 0 && !e->tried_v6 && result != DNS_ERR_SHUTDOWN &&
-        result != DNS_ERR_CANCEL) {
+    if (e->naddrs == 0 && !e->tried_v6 && result != DNS_ERR_SHUTDOWN && result != DNS_ERR_CANCEL) {
         start_lookup(e, true);
         return;
     }

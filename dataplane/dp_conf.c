@@ -184,8 +184,7 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     if (st && *st && strcmp(st, "off")) {
         c->status_on = true;
         if (sl_parse_listen(st, &c->status) != SL_OK)
-            sl_errors_add(errs, "status_listen: '%s' is not an address such as 127.0.0.1:8007",
-                          st);
+            sl_errors_add(errs, "status_listen: '%s' is not an address such as 127.0.0.1:8007", st);
     }
 
     const char *w = sl_conf_get(raw, "workers");
@@ -215,8 +214,7 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
         if (!strcmp(items[i], "unix:"))
             continue;
         if (sl_parse_cidr(items[i], &c->trusted[c->ntrusted]) != SL_OK)
-            sl_errors_add(errs, "trusted_ips: '%s' is not an IP address or CIDR block",
-                          items[i]);
+            sl_errors_add(errs, "trusted_ips: '%s' is not an IP address or CIDR block", items[i]);
         else
             c->ntrusted++;
     }
@@ -259,8 +257,8 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     c->upstream_keepalive_pool_size = (uint64_t)i64;
     sl_conf_get_int(raw, "upstream_keepalive_max_requests", 0, INT32_MAX, &i64, errs);
     c->upstream_keepalive_max_requests = (uint64_t)i64;
-    sl_conf_get_ms(raw, "upstream_keepalive_idle_timeout",
-                   &c->upstream_keepalive_idle_timeout_ms, errs);
+    sl_conf_get_ms(raw, "upstream_keepalive_idle_timeout", &c->upstream_keepalive_idle_timeout_ms,
+                   errs);
     sl_conf_get_ms(raw, "drain_timeout", &c->drain_timeout_ms, errs);
     c->dns_resolver = dup_or_null(sl_conf_get(raw, "dns_resolver"), NULL);
     c->dns_hostsfile = dup_or_null(sl_conf_get(raw, "dns_hostsfile"), NULL);

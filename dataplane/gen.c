@@ -54,8 +54,7 @@ static const char *jfk(json_t *o, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static bool parse_ip(const char *host, uint16_t port, struct sockaddr_storage *ss,
-                     socklen_t *len)
+static bool parse_ip(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;

@@ -31,8 +31,8 @@ typedef struct sl_target_s {
 } sl_target_t;
 
 typedef struct sl_upstream_s {
-    char *id, *name; /* owned */
-    char *host_header; /* owned, may be NULL */
+    char *id, *name;      /* owned */
+    char *host_header;    /* owned, may be NULL */
     sl_target_t *targets; /* owned; weight > 0 only */
     size_t ntargets;
     unsigned *wheel; /* owned: round-robin wheel of target indexes */
@@ -40,10 +40,10 @@ typedef struct sl_upstream_s {
 } sl_upstream_t;
 
 typedef struct sl_service_s {
-    char *id, *name; /* owned; name may be NULL */
+    char *id, *name;   /* owned; name may be NULL */
     const char *label; /* borrowed: name, or id when unnamed */
-    char *host;      /* owned */
-    char *path;      /* owned, may be NULL */
+    char *host;        /* owned */
+    char *path;        /* owned, may be NULL */
     uint16_t port;
     bool https;
     int retries;
@@ -56,7 +56,7 @@ typedef struct sl_service_s {
 } sl_service_t;
 
 typedef struct sl_route_s {
-    char *id, *name; /* owned; name may be NULL */
+    char *id, *name;             /* owned; name may be NULL */
     const char *label;           /* borrowed: name, or id when unnamed (metrics, logs) */
     uint64_t label_key;          /* hash of label, for per-worker metric slots */
     const sl_service_t *service; /* borrowed; NULL: the route has no service (503) */

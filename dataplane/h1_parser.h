@@ -39,9 +39,8 @@ int sl_h1_parse_request(const char *buf, size_t len, const sl_h1_limits_t *lim,
  * upstream response). 1xx responses other than 101 are returned as such; the
  * caller skips or forwards them and parses again.
  */
-int sl_h1_parse_response(const char *buf, size_t len, const sl_h1_limits_t *lim,
-                         bool head_request, sl_h1_response_t *res, size_t *consumed,
-                         sl_h1_error_t *err);
+int sl_h1_parse_response(const char *buf, size_t len, const sl_h1_limits_t *lim, bool head_request,
+                         sl_h1_response_t *res, size_t *consumed, sl_h1_error_t *err);
 
 void sl_h1_chunked_init(sl_h1_chunked_t *st, uint64_t max_data);
 

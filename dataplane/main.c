@@ -52,8 +52,7 @@ static void print_errors(const char *what, const sl_errors_t *errs)
 }
 
 /* Loads, validates and builds a generation from the declarative file. */
-static int load_generation(const char *path, uint64_t version, sl_gen_t **out,
-                           sl_errors_t *errs)
+static int load_generation(const char *path, uint64_t version, sl_gen_t **out, sl_errors_t *errs)
 {
     json_t *doc = NULL;
     int rc = sl_declarative_load_file(path, &doc, errs);
@@ -194,9 +193,12 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"conf", required_argument, NULL, 'c'},   {"declarative", required_argument, NULL, 'd'},
-        {"prefix", required_argument, NULL, 'p'}, {"test", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"conf", required_argument, NULL, 'c'},
+        {"declarative", required_argument, NULL, 'd'},
+        {"prefix", required_argument, NULL, 'p'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *conf_path = NULL, *decl = NULL, *prefix = NULL;
@@ -289,8 +291,8 @@ int main(int argc, char **argv)
     if (app.conf.access_log) {
         sl_access_log = fopen(app.conf.access_log, "ae");
         if (!sl_access_log) {
-            fprintf(stderr, "sluice-dp: access_log: cannot open '%s': %s\n",
-                    app.conf.access_log, strerror(errno));
+            fprintf(stderr, "sluice-dp: access_log: cannot open '%s': %s\n", app.conf.access_log,
+                    strerror(errno));
             goto out;
         }
     }

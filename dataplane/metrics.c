@@ -11,7 +11,7 @@
 
 #define SL_METRICS_PROBES 32
 
-const double sl_latency_bounds_ms[SL_LATENCY_BUCKETS] = {1,   2,   5,    10,   25,   50,   100,
+const double sl_latency_bounds_ms[SL_LATENCY_BUCKETS] = {1,   2,   5,    10,   25,   50,    100,
                                                          250, 500, 1000, 2500, 5000, 10000, 60000};
 
 static void copy_label(char *dst, size_t cap, const char *src)
@@ -25,8 +25,8 @@ static void copy_label(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-void sl_metrics_request(sl_metrics_t *m, uint64_t route_key, const char *route,
-                        const char *service, int code, uint64_t latency_us)
+void sl_metrics_request(sl_metrics_t *m, uint64_t route_key, const char *route, const char *service,
+                        int code, uint64_t latency_us)
 {
     atomic_fetch_add_explicit(&m->requests_total, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->latency_sum_us, latency_us, memory_order_relaxed);

@@ -41,8 +41,8 @@ extern const double sl_latency_bounds_ms[SL_LATENCY_BUCKETS];
 /* Called by the owning worker at the end of each request. route_key is a
  * hash of the route label (precomputed per route), so the hot path compares
  * integers, not strings. */
-void sl_metrics_request(sl_metrics_t *m, uint64_t route_key, const char *route,
-                        const char *service, int code, uint64_t latency_us);
+void sl_metrics_request(sl_metrics_t *m, uint64_t route_key, const char *route, const char *service,
+                        int code, uint64_t latency_us);
 
 /* Appends the Prometheus text of all workers to out. */
 void sl_metrics_render(sl_metrics_t *const *all, int n, const char *config_hash,

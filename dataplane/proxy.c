@@ -64,12 +64,12 @@ struct sl_conn_s {
     bool trusted;
     int state;
     unsigned nreq;
-    sl_req_t *req;   /* owned: the request being served */
-    bool in_resume;  /* conn_resume is on the stack */
-    size_t scanned;  /* head bytes already looked at for a line end */
+    sl_req_t *req;       /* owned: the request being served */
+    bool in_resume;      /* conn_resume is on the stack */
+    size_t scanned;      /* head bytes already looked at for a line end */
     uint64_t head_start; /* when the first byte of the current head arrived (us) */
     bool body_timeout;   /* the read timeout is armed (a body is streaming in) */
-    bool draining;   /* close after the current response */
+    bool draining;       /* close after the current response */
     sl_upconn_t *tunnel; /* owned in C_TUNNEL */
 };
 
@@ -80,7 +80,7 @@ struct sl_upconn_s {
     struct event *timer;     /* owned: connect timeout */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    sl_req_t *req; /* borrowed: the request using it; NULL while idle */
+    sl_req_t *req;          /* borrowed: the request using it; NULL while idle */
     sl_conn_t *tunnel_peer; /* in a tunnel: the client side */
     unsigned nreq;
     uint32_t rt_ms, wt_ms; /* the timeouts currently set on bev */
@@ -264,13 +264,13 @@ static enum hdr_id hdr_id(sl_str_t name)
 #define HBIT(id) (1u << (id))
 /* Hop-by-hop fields (RFC 9110 7.6.1), dropped in both directions. */
 #define HOP_BY_HOP                                                                                 \
-    (HBIT(H_CONNECTION) | HBIT(H_KEEP_ALIVE) | HBIT(H_PROXY_CONNECTION) | HBIT(H_TE) |            \
+    (HBIT(H_CONNECTION) | HBIT(H_KEEP_ALIVE) | HBIT(H_PROXY_CONNECTION) | HBIT(H_TE) |             \
      HBIT(H_TRAILER) | HBIT(H_TRANSFER_ENCODING) | HBIT(H_UPGRADE))
 /* Request fields the proxy rewrites itself. */
 #define REQ_REWRITTEN                                                                              \
-    (HBIT(H_CONTENT_LENGTH) | HBIT(H_HOST) | HBIT(H_EXPECT) | HBIT(H_X_REAL_IP) |                 \
-     HBIT(H_X_FORWARDED_FOR) | HBIT(H_X_FORWARDED_PROTO) | HBIT(H_X_FORWARDED_HOST) |            \
-     HBIT(H_X_FORWARDED_PORT) | HBIT(H_X_FORWARDED_PATH) | HBIT(H_X_FORWARDED_PREFIX) |          \
+    (HBIT(H_CONTENT_LENGTH) | HBIT(H_HOST) | HBIT(H_EXPECT) | HBIT(H_X_REAL_IP) |                  \
+     HBIT(H_X_FORWARDED_FOR) | HBIT(H_X_FORWARDED_PROTO) | HBIT(H_X_FORWARDED_HOST) |              \
+     HBIT(H_X_FORWARDED_PORT) | HBIT(H_X_FORWARDED_PATH) | HBIT(H_X_FORWARDED_PREFIX) |            \
      HBIT(H_VIA) | HBIT(H_X_KONG_REQUEST_ID))
 
 /* Is `name` one of the comma-separated tokens of the Connection header(s)? */
@@ -707,8 +707,8 @@ static void process_request(sl_req_t *r)
     if (r->m.protocol_mismatch) {
         int code = r->route->https_redirect_status_code;
         if (code == 426) {
-            send_json(c, r, 426, "Please use HTTPS protocol",
-                      "Upgrade: TLS/1.2, HTTP/1.1\r\n", false);
+            send_json(c, r, 426, "Please use HTTPS protocol", "Upgrade: TLS/1.2, HTTP/1.1\r\n",
+                      false);
         } else {
             char loc[SL_UPATH_MAX + 600];
             snprintf(loc, sizeof(loc), "Location: https://%.*s%.*s\r\n", (int)rq.host.len,
@@ -728,8 +728,7 @@ static void process_request(sl_req_t *r)
     if (!r->uphead)
         return; /* answered already */
 
-    if (r->h.expect_continue && r->h.minor_version == 1 && !r->body_done)
-    {
+    if (r->h.expect_continue && r->h.minor_version == 1 && !r->body_done) {
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
         flush_out(c->bev);
     }
@@ -943,9 +942,9 @@ static void conn_resume(sl_conn_t *c)
          * ended or a limit was crossed: a client trickling one byte at a time
          * must not cost quadratic work. */
         size_t from = SL_MIN(c->scanned, want);
-        bool crossed = (c->scanned <= lim.max_request_line + 1 &&
-                        want > lim.max_request_line + 1) ||
-                       want > lim.max_header_block;
+        bool crossed =
+            (c->scanned <= lim.max_request_line + 1 && want > lim.max_request_line + 1) ||
+            want > lim.max_header_block;
         c->scanned = want;
         if (!crossed && !memchr(buf + from, '\n', want - from))
             break;
@@ -1120,8 +1119,7 @@ void sl_upstream_pool_close_all(sl_worker_t *w)
         upconn_close(u);
 }
 
-static sl_upconn_t *pool_take(sl_worker_t *w, const struct sockaddr_storage *addr,
-                              socklen_t len)
+static sl_upconn_t *pool_take(sl_worker_t *w, const struct sockaddr_storage *addr, socklen_t len)
 {
     sl_upconn_t *u;
     TAILQ_FOREACH(u, &w->idle, link)
@@ -1225,8 +1223,7 @@ static void connect_upstream(sl_req_t *r)
     if (s->upstream) {
         const sl_upstream_t *u = s->upstream;
         if (u->wheel_len == 0) {
-            send_json(r->c, r, 503, "failure to get a peer from the ring-balancer", NULL,
-                      false);
+            send_json(r->c, r, 503, "failure to get a peer from the ring-balancer", NULL, false);
             return;
         }
         unsigned idx = u->wheel[(w->reqid_counter + (unsigned)r->tries) % u->wheel_len];
@@ -1513,8 +1510,8 @@ static int pump_response_body(sl_req_t *r)
     case B_CHUNKED: {
         size_t n;
         sl_h1_error_t err = {0, NULL};
-        int rc = chunked_scan(&r->rchunk, in, &n, &done,
-                              r->resp_dechunk ? on_dechunk_data : NULL, out, &err);
+        int rc = chunked_scan(&r->rchunk, in, &n, &done, r->resp_dechunk ? on_dechunk_data : NULL,
+                              out, &err);
         if (rc < 0) {
             SL_WARN("worker %d: upstream sent a bad chunked body: %s", r->c->w->id,
                     err.message ? err.message : "?");
@@ -1642,8 +1639,8 @@ static void on_up_read(struct bufferevent *bev, void *arg)
         if (rc == SL_AGAIN)
             return;
         if (rc != SL_OK) {
-            SL_WARN("worker %d: upstream %s sent an invalid response head: %s", w->id,
-                    r->svc->host, err.message ? err.message : "?");
+            SL_WARN("worker %d: upstream %s sent an invalid response head: %s", w->id, r->svc->host,
+                    err.message ? err.message : "?");
             fail_upstream(r, 502, "An invalid response was received from the upstream server");
             return;
         }
@@ -1726,8 +1723,7 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     if (!u->connected)
         SL_INFO("worker %d: cannot connect to upstream %s: %s", u->w->id, r->svc->host,
                 (what & BEV_EVENT_TIMEOUT) ? "timed out"
-                                           : evutil_socket_error_to_string(
-                                                 EVUTIL_SOCKET_ERROR()));
+                                           : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     upstream_failed(r, what);
 }
 

@@ -42,8 +42,8 @@ typedef struct sl_route_spec_s {
 /* A request as the router sees it. */
 typedef struct sl_router_req_s {
     sl_str_t method;
-    sl_str_t path; /* normalised, without query */
-    sl_str_t host; /* Host header value, possibly with :port; may be empty */
+    sl_str_t path;   /* normalised, without query */
+    sl_str_t host;   /* Host header value, possibly with :port; may be empty */
     unsigned scheme; /* SL_PROTO_HTTP or SL_PROTO_HTTPS */
     /* Header lookup: returns the number of values of header `name` (lowercase)
      * and stores up to max of them in out. */
@@ -58,11 +58,11 @@ typedef struct sl_router_capture_s {
 } sl_router_capture_t;
 
 typedef struct sl_router_match_s {
-    void *data;          /* the matched route's spec.data */
-    sl_str_t path;       /* the route path that matched, as configured ("/api" or "~/re") */
-    bool regex;          /* the path was a regex */
-    size_t prefix_len;   /* bytes of req->path consumed by the matched prefix/regex match */
-    size_t ncaptures;    /* regex captures, named and numbered (0 for prefix matches) */
+    void *data;        /* the matched route's spec.data */
+    sl_str_t path;     /* the route path that matched, as configured ("/api" or "~/re") */
+    bool regex;        /* the path was a regex */
+    size_t prefix_len; /* bytes of req->path consumed by the matched prefix/regex match */
+    size_t ncaptures;  /* regex captures, named and numbered (0 for prefix matches) */
     sl_router_capture_t captures[SL_ROUTER_MAX_CAPTURES];
     bool protocol_mismatch; /* matched, but not for this scheme (caller answers 426) */
 } sl_router_match_t;

@@ -38,8 +38,7 @@ uint64_t sl_router_priority(const sl_route_spec_t *spec, const char *path);
  * is 0 for v0, 1 for v1. Writes a NUL-terminated path into out (capacity
  * outcap); returns SL_OK or SL_ERR_TOO_BIG.
  */
-int sl_router_upstream_path(const char *service_path, sl_str_t req_path,
-                            const sl_router_match_t *m, bool strip_path, int path_handling,
-                            char *out, size_t outcap);
+int sl_router_upstream_path(const char *service_path, sl_str_t req_path, const sl_router_match_t *m,
+                            bool strip_path, int path_handling, char *out, size_t outcap);
 
 #endif

@@ -24,7 +24,10 @@ static void reply(struct evhttp_request *req, int code, const char *ctype, struc
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", ctype);
     evhttp_add_header(h, "Server", SL_SERVER_TOKEN);
-    evhttp_send_reply(req, code, code == 200 ? "OK" : code == 404 ? "Not Found" : "Unavailable",
+    evhttp_send_reply(req, code,
+                      code == 200   ? "OK"
+                      : code == 404 ? "Not Found"
+                                    : "Unavailable",
                       body);
 }
 
@@ -67,9 +70,9 @@ static void on_request(struct evhttp_request *req, void *arg)
             evbuffer_add_printf(body, "{\"message\":\"draining\"}\n");
             reply(req, 503, "application/json; charset=utf-8", body);
         } else if (!sl_gen_ready()) {
-            evbuffer_add_printf(
-                body, "{\"message\":\"no configuration available (empty configuration "
-                      "present)\"}\n");
+            evbuffer_add_printf(body,
+                                "{\"message\":\"no configuration available (empty configuration "
+                                "present)\"}\n");
             reply(req, 503, "application/json; charset=utf-8", body);
         } else {
             evbuffer_add_printf(body, "{\"message\":\"ready\"}\n");

@@ -29,8 +29,8 @@ sl_gen_t *sl_worker_gen(sl_worker_t *w)
     return w->gen;
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     sl_worker_t *w = arg;
     uint16_t port = 0;
@@ -74,8 +74,8 @@ static void on_shutdown(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(w->base, NULL);
 }
 
-sl_worker_t *sl_worker_new(int id, const sl_dp_conf_t *conf, const int *fds,
-                           const uint16_t *ports, size_t nfds)
+sl_worker_t *sl_worker_new(int id, const sl_dp_conf_t *conf, const int *fds, const uint16_t *ports,
+                           size_t nfds)
 {
     sl_worker_t *w = sl_xcalloc(1, sizeof(*w));
     w->id = id;
@@ -104,8 +104,8 @@ sl_worker_t *sl_worker_new(int id, const sl_dp_conf_t *conf, const int *fds,
     if (sl_dns_init(w) != SL_OK)
         goto fail;
     for (size_t i = 0; i < nfds; i++) {
-        w->listeners[i] = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1,
-                                             fds[i]);
+        w->listeners[i] =
+            evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
         if (!w->listeners[i])
             goto fail;
         evconnlistener_set_error_cb(w->listeners[i], on_accept_error);

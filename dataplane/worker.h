@@ -43,15 +43,15 @@ typedef struct sl_worker_s {
     sl_gen_t *gen; /* this worker's reference to the newest generation it has seen */
     uint64_t gen_seq;
 
-    LIST_HEAD(, sl_conn_s) conns;     /* client connections */
-    TAILQ_HEAD(sl_upconn_head, sl_upconn_s) idle;  /* idle upstream connections, most recent first */
+    LIST_HEAD(, sl_conn_s) conns;                 /* client connections */
+    TAILQ_HEAD(sl_upconn_head, sl_upconn_s) idle; /* idle upstream connections, most recent first */
     size_t nidle;
     uint64_t reqid_counter;
     uint64_t reqid_salt;
 
     sl_h1_header_t *scratch_headers; /* owned: max_headers entries for parsing */
-    sl_metrics_t *metrics; /* owned */
-    atomic_int *done;      /* borrowed: counts finished workers */
+    sl_metrics_t *metrics;           /* owned */
+    atomic_int *done;                /* borrowed: counts finished workers */
 } sl_worker_t;
 
 /* Shared by all workers: the access log file (NULL when off). */
@@ -62,8 +62,8 @@ extern atomic_uint_fast64_t sl_gen_seq;
 
 /* Creates a worker whose listeners are the given bound, listening fds (the
  * worker takes ownership of them). */
-sl_worker_t *sl_worker_new(int id, const sl_dp_conf_t *conf, const int *fds,
-                           const uint16_t *ports, size_t nfds);
+sl_worker_t *sl_worker_new(int id, const sl_dp_conf_t *conf, const int *fds, const uint16_t *ports,
+                           size_t nfds);
 /* Runs the worker's loop on a new thread; *done is incremented when it ends. */
 int sl_worker_start(sl_worker_t *w, atomic_int *done);
 /* Asks the worker to stop accepting and to exit once its connections are done. */

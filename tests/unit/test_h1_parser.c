@@ -271,8 +271,8 @@ struct good_case {
 
 static const struct good_case good_requests[] = {
     /* RFC 9110 2.5: HTTP/1.2 is served as HTTP/1.1. */
-    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", "GET", "/", NULL, "h", "", 1,
-     SL_H1_BODY_NONE, 0, true, false, false, false, 1},
+    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", "GET", "/", NULL, "h", "", 1, SL_H1_BODY_NONE,
+     0, true, false, false, false, 1},
     {"simple", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", "GET", "/", NULL, "example.com", "",
      1, SL_H1_BODY_NONE, 0, true, false, false, false, 1},
     {"query", "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "/a/b", "x=1&y=2", "h", "", 1,

@@ -66,6 +66,7 @@ struct sl_conn_s {
     unsigned nreq;
     sl_req_t *req;       /* owned: the request being served */
     bool in_resume;      /* conn_resume is on the stack */
+    bool close_pending;  /* conn_close was called inside conn_resume */
     size_t scanned;      /* head bytes already looked at for a line end */
     uint64_t head_start; /* when the first byte of the current head arrived (us) */
     bool body_timeout;   /* the read timeout is armed (a body is streaming in) */
@@ -591,8 +592,19 @@ static void req_free(sl_req_t *r)
     free(r);
 }
 
+/*
+ * Frees a client connection and everything it owns. Inside conn_resume the
+ * connection is still on the stack, so the close is deferred until that
+ * loop unwinds (it stops at once: the state is no longer idle).
+ */
 static void conn_close(sl_conn_t *c)
 {
+    if (c->in_resume) {
+        c->close_pending = true;
+        c->state = C_CLOSING;
+        bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
     sl_worker_t *w = c->w;
     if (c->req) {
         sl_req_t *r = c->req;
@@ -925,9 +937,8 @@ static void conn_resume(sl_conn_t *c)
 
     while ((c->state == C_IDLE || c->state == C_HEAD) && evbuffer_get_length(in) > 0) {
         if (c->draining && c->state == C_IDLE) {
-            c->in_resume = false;
-            conn_close(c);
-            return;
+            conn_close(c); /* deferred to the end of this function */
+            break;
         }
         if (c->state == C_IDLE) {
             c->state = C_HEAD;
@@ -958,11 +969,10 @@ static void conn_resume(sl_conn_t *c)
         if (rc != SL_OK) {
             SL_INFO("worker %d: client %s: bad request: %s", w->id, c->peer_ip,
                     err.message ? err.message : "?");
-            c->in_resume = false;
             evtimer_del(c->timer);
             send_json(c, NULL, err.status ? err.status : 400,
                       err.message ? err.message : "Bad request", NULL, true);
-            return;
+            break;
         }
 
         sl_req_t *r = sl_xcalloc(1, sizeof(*r));
@@ -997,7 +1007,9 @@ static void conn_resume(sl_conn_t *c)
         process_request(r);
     }
     c->in_resume = false;
-    if (c->state == C_BUSY && c->req && !c->req->body_done)
+    if (c->close_pending)
+        conn_close(c);
+    else if (c->state == C_BUSY && c->req && !c->req->body_done)
         pump_request_body(c->req); /* last: it may finish the request */
 }
 

@@ -7,7 +7,7 @@ Q       := $(if $(filter 1,$(V)),,@)
 CC      ?= cc
 PYTHON  ?= python3
 
-PKGS      := libevent_core libevent_extra libevent_pthreads libevent_openssl openssl libpcre2-8 jansson yaml-0.1
+PKGS      := libevent_core libevent_extra libevent_pthreads libevent_openssl openssl libpcre2-8 jansson yaml-0.1 lmdb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -16,26 +16,30 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
 OPT     ?= -O2 -g
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(if $(CI),-Werror,) -fno-strict-aliasing \
-           -I. -Icommon -Idataplane $(PKG_CFLAGS) $(SAN)
+           -I. -Icommon -Idataplane -Icontrolplane $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
 DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c)))
+CP_SRC     := $(filter-out controlplane/main.c,$(sort $(wildcard controlplane/*.c)))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 DP_OBJ     := $(DP_SRC:%.c=$(BUILD)/obj/%.o)
+CP_OBJ     := $(CP_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 LIB_COMMON := $(BUILD)/lib/libslcommon.a
 LIB_DP     := $(BUILD)/lib/libsldp.a
+LIB_CP     := $(BUILD)/lib/libslcp.a
 SLUICE_DP  := $(BUILD)/bin/sluice-dp
+SLUICE_CP  := $(if $(wildcard controlplane/main.c),$(BUILD)/bin/sluice-cp,)
 
 .PHONY: all help deps test unit integration asan bench run format format-check clean check-tools fuzz-smoke
-all: $(SLUICE_DP)
+all: $(SLUICE_DP) $(SLUICE_CP)
 
 help:
 	@echo "make            build everything into $(BUILD)/ (binaries in $(BUILD)/bin/)"
@@ -59,15 +63,24 @@ $(LIB_DP): $(DP_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(LIB_CP): $(CP_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/sluice-cp: $(BUILD)/obj/controlplane/main.o $(LIB_CP) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(SLUICE_DP): $(BUILD)/obj/dataplane/main.o $(LIB_DP) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_DP) $(LIB_COMMON)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_DP) $(LIB_CP) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -o $@ $< $(LIB_DP) $(LIB_COMMON) \
+	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -o $@ $< $(LIB_DP) $(LIB_CP) $(LIB_COMMON) \
 	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 # Fuzz targets are libFuzzer-style; with gcc they are linked to a replay driver

@@ -1,0 +1,101 @@
+/*
+ * The control plane's configuration store: one LMDB environment under the
+ * prefix holding every entity, its indexes, the configuration version and
+ * the change log the cluster protocol sends to data planes as deltas.
+ *
+ * Layout (named LMDB databases):
+ *   e:<entity>            id -> entity JSON (compact, as validated)
+ *   u:<entity>:<field>    unique value -> id     (fields flagged SL_F_UNIQUE in common/entities.c;
+ *                                                 for targets, unique per upstream: "<upstream_id>:<target>")
+ *   f:<entity>:<field>    "<foreign id>:<id>" -> ""   (every SL_FT_FOREIGN field; lists children)
+ *   t:tags                "<tag>\0<entity>\0<id>" -> ""   (for /tags)
+ *   meta                  "version" -> uint64 (big-endian), "hash" -> 32 hex chars
+ *   changes               version (uint64 big-endian) -> {"upserts":[{"entity","id","value"}], "deletes":[{"entity","id"}]}
+ *
+ * One write transaction = one Admin API write: entity, indexes, change
+ * record and version bump are committed together, durably (no MDB_NOSYNC),
+ * before the caller answers 2xx. A full map is SL_ERR_TOO_BIG (the Admin API
+ * answers 507 naming lmdb_map_size) and leaves the store unchanged.
+ *
+ * Threads: the store is used from the control plane's main thread only.
+ */
+#ifndef SL_STORE_H
+#define SL_STORE_H
+
+#include "errors.h"
+#include "util-t.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sl_store_s sl_store_t;
+typedef struct sl_txn_s sl_txn_t;
+
+/* Opens (creating if needed) the store in directory dir. map_size in bytes;
+ * changes_depth = how many versions of change records to keep. */
+int sl_store_open(const char *dir, uint64_t map_size, uint64_t changes_depth, sl_store_t **out,
+                  sl_errors_t *errs);
+void sl_store_close(sl_store_t *s);
+
+/* Transactions. A read transaction sees one consistent snapshot. */
+int sl_store_begin(sl_store_t *s, bool write, sl_txn_t **out);
+/* Commits: bumps the version and writes the change record if anything
+ * changed. Returns SL_OK, SL_ERR_TOO_BIG (map full; nothing written) or
+ * SL_ERR_IO. Frees the transaction in every case. */
+int sl_txn_commit(sl_txn_t *t);
+void sl_txn_abort(sl_txn_t *t);
+
+/* The configuration version as of this transaction (0 for an empty store). */
+uint64_t sl_txn_version(sl_txn_t *t);
+
+/* Reads one entity by id. *out is a new reference. SL_ERR_NOT_FOUND if absent. */
+int sl_txn_get(sl_txn_t *t, const char *entity, const char *id, json_t **out);
+
+/* Looks up an id through a unique index (e.g. "services", "name", "my-svc").
+ * For targets use field "target" and value "<upstream_id>:<target>". */
+int sl_txn_find_unique(sl_txn_t *t, const char *entity, const char *field, const char *value,
+                       char id_out[37]);
+
+/*
+ * Inserts or replaces an entity (obj must have "id"). Maintains the unique,
+ * foreign-key and tag indexes and records the upsert in the change log.
+ * Returns SL_OK; SL_ERR_EXISTS when a unique field's value belongs to another
+ * entity (*conflict_field names it); SL_ERR_NOT_FOUND when a foreign key
+ * points to nothing (*conflict_field names it); SL_ERR_TOO_BIG when the map
+ * is full.
+ */
+int sl_txn_put(sl_txn_t *t, const char *entity, json_t *obj, const char **conflict_field);
+
+/*
+ * Deletes an entity and its index entries; entities that reference it
+ * through an SL_F_CASCADE foreign key are deleted too (recursively), each
+ * recorded in the change log. A non-cascading reference makes it fail with
+ * SL_ERR_EXISTS and *blocker set to the referencing entity name (e.g. a
+ * service still referenced by routes). SL_ERR_NOT_FOUND if absent.
+ */
+int sl_txn_delete(sl_txn_t *t, const char *entity, const char *id, const char **blocker);
+
+/*
+ * Lists entities in id order, starting after `after_id` (NULL: from the
+ * start), at most `limit`. When fk_field is non-NULL, only entities whose
+ * foreign key fk_field equals fk_id. *out is a new JSON array; *more tells
+ * whether entities follow the last one returned.
+ */
+int sl_txn_list(sl_txn_t *t, const char *entity, const char *fk_field, const char *fk_id,
+                const char *after_id, size_t limit, json_t **out, bool *more);
+
+/* Every (entity, id) carrying `tag`, in tag index order, after the cursor
+ * "<entity>\0<id>" given as after_entity/after_id (NULL: start). */
+int sl_txn_list_tag(sl_txn_t *t, const char *tag, const char *after_entity,
+                    const char *after_id, size_t limit, json_t **out, bool *more);
+
+/* Deletes every entity (for POST /config), recording deletes in the change log. */
+int sl_txn_clear(sl_txn_t *t);
+
+/* The change records with version > since, oldest first, as a JSON array of
+ * {"version": n, "upserts": [...], "deletes": [...]}; SL_ERR_NOT_FOUND when
+ * `since` is older than the kept depth (the caller sends a snapshot). */
+int sl_store_changes_since(sl_store_t *s, uint64_t since, json_t **out);
+
+#endif

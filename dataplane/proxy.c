@@ -274,22 +274,32 @@ static enum hdr_id hdr_id(sl_str_t name)
      HBIT(H_X_FORWARDED_PORT) | HBIT(H_X_FORWARDED_PATH) | HBIT(H_X_FORWARDED_PREFIX) |            \
      HBIT(H_VIA) | HBIT(H_X_KONG_REQUEST_ID))
 
-/* Is `name` one of the comma-separated tokens of the Connection header(s)? */
+/* Steps through a comma-separated token list: stores the next token in
+ * *tok and returns true, or returns false at the end. */
+static bool next_token(const char **p, const char *end, sl_str_t *tok)
+{
+    const char *q = *p;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == ','))
+        q++;
+    const char *start = q;
+    while (q < end && *q != ',' && *q != ' ' && *q != '\t')
+        q++;
+    *p = q;
+    *tok = (sl_str_t){start, (size_t)(q - start)};
+    return q > start;
+}
+
+/* Is `name` one of the tokens of the Connection header(s)? */
 static bool named_in_connection(const sl_h1_header_t *h, size_t n, sl_str_t name)
 {
     for (size_t i = 0; i < n; i++) {
         if (hdr_id(h[i].name) != H_CONNECTION)
             continue;
         const char *p = h[i].value.p, *end = p + h[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *tok = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if (p > tok && sl_strcaseeq(tok, (size_t)(p - tok), name.p, name.len))
+        sl_str_t tok;
+        while (next_token(&p, end, &tok))
+            if (sl_strcaseeq(tok.p, tok.len, name.p, name.len))
                 return true;
-        }
     }
     return false;
 }
@@ -302,17 +312,11 @@ static bool connection_names_fields(const sl_h1_header_t *h, size_t n)
         if (hdr_id(h[i].name) != H_CONNECTION)
             continue;
         const char *p = h[i].value.p, *end = p + h[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *tok = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            size_t tl = (size_t)(p - tok);
-            if (tl && !sl_strcaseeq(tok, tl, "close", 5) &&
-                !sl_strcaseeq(tok, tl, "keep-alive", 10) && !sl_strcaseeq(tok, tl, "upgrade", 7))
+        sl_str_t tok;
+        while (next_token(&p, end, &tok))
+            if (!sl_str_caseeq_lit(tok, "close") && !sl_str_caseeq_lit(tok, "keep-alive") &&
+                !sl_str_caseeq_lit(tok, "upgrade"))
                 return true;
-        }
     }
     return false;
 }

@@ -112,6 +112,15 @@ static void set_port(struct sockaddr_storage *ss, uint16_t port)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
 }
 
+static void free_waiters(struct dns_entry *e)
+{
+    while (e->waiters) {
+        sl_dns_waiter_t *next = e->waiters->next;
+        free(e->waiters);
+        e->waiters = next;
+    }
+}
+
 int sl_dns_init(sl_worker_t *w)
 {
     hosts_path = w->conf->dns_hostsfile;
@@ -144,6 +153,7 @@ void sl_dns_dispose(sl_worker_t *w)
                 if (e->pending) {
                     /* The evdns callback still holds e: let it free e. */
                     e->w = NULL;
+                    free_waiters(e);
                 } else {
                     free(e->host);
                     free(e);
@@ -155,8 +165,11 @@ void sl_dns_dispose(sl_worker_t *w)
         w->dns_cache = NULL;
     }
     if (w->dns) {
-        evdns_base_free(w->dns, 1); /* fails pending requests: their callbacks free entries */
+        /* Failing the pending requests only queues their callbacks on the
+         * loop; run it once more so they free their entries. */
+        evdns_base_free(w->dns, 1);
         w->dns = NULL;
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
     }
 }
 
@@ -183,11 +196,13 @@ static void finish(struct dns_entry *e, int rc)
 
 static void start_lookup(struct dns_entry *e, bool v6);
 
+
 static void on_resolved(int result, char type, int count, int ttl, void *addresses, void *arg)
 {
     struct dns_entry *e = arg;
     if (!e->w) {
         /* The worker went away while we were in flight. */
+        free_waiters(e);
         free(e->host);
         free(e);
         return;
@@ -213,7 +228,9 @@ static void on_resolved(int result, char type, int count, int ttl, void *address
             e->naddrs++;
         }
     }
-    if (e->naddrs == 0 && !e->tried_v6 && result != DNS_ERR_SHUTDOWN && result != DNS_ERR_CANCEL) {
+    /* No A record (an empty answer, not a failure): try AAAA. A timeout or a
+     * name that does not exist would only fail again, twice as slowly. */
+    if (e->naddrs == 0 && !e->tried_v6 && (result == DNS_ERR_NONE || result == DNS_ERR_NODATA)) {
         start_lookup(e, true);
         return;
     }
@@ -241,15 +258,15 @@ static void start_lookup(struct dns_entry *e, bool v6)
     }
 }
 
-sl_dns_waiter_t *sl_dns_resolve(sl_worker_t *w, const char *host, uint16_t port, sl_dns_cb cb,
-                                void *arg)
+void sl_dns_resolve(sl_worker_t *w, const char *host, uint16_t port, sl_dns_cb cb, void *arg,
+                    sl_dns_waiter_t **slot)
 {
     for (size_t i = 0; i < nhosts; i++) {
         if (!strcasecmp(hosts[i].name, host)) {
             struct sockaddr_storage ss = hosts[i].addr;
             set_port(&ss, port);
             cb(SL_OK, (struct sockaddr *)&ss, hosts[i].len, arg);
-            return NULL;
+            return;
         }
     }
     size_t b = sl_hash_lower(host, strlen(host)) % DNS_BUCKETS;
@@ -272,7 +289,7 @@ sl_dns_waiter_t *sl_dns_resolve(sl_worker_t *w, const char *host, uint16_t port,
             set_port(&ss, port);
             cb(SL_OK, (struct sockaddr *)&ss, e->lens[i], arg);
         }
-        return NULL;
+        return;
     }
     sl_dns_waiter_t *wt = sl_xcalloc(1, sizeof(*wt));
     wt->cb = cb;
@@ -280,10 +297,11 @@ sl_dns_waiter_t *sl_dns_resolve(sl_worker_t *w, const char *host, uint16_t port,
     wt->port = port;
     wt->next = e->waiters;
     e->waiters = wt;
+    /* Publish the waiter before starting: a lookup that fails synchronously
+     * runs the callback, which may free the caller's object (and its slot). */
+    *slot = wt;
     if (!e->pending)
         start_lookup(e, false);
-    /* start_lookup may have failed synchronously and already run the waiter. */
-    return e->pending ? wt : NULL;
 }
 
 void sl_dns_cancel(sl_worker_t *w, sl_dns_waiter_t *wt)

@@ -63,6 +63,17 @@ static int load_generation(const char *path, uint64_t version, sl_gen_t **out, s
     return rc;
 }
 
+/* libevent's own messages (e.g. a name server marked down) join the error
+ * log with their level instead of going raw to stderr. */
+static void on_libevent_log(int severity, const char *msg)
+{
+    int level = severity == EVENT_LOG_DEBUG  ? SL_LOG_DEBUG
+                : severity == EVENT_LOG_MSG  ? SL_LOG_INFO
+                : severity == EVENT_LOG_WARN ? SL_LOG_WARN
+                                             : SL_LOG_ERROR;
+    sl_log(level, "libevent: %s", msg);
+}
+
 static int mkdir_p(const char *path)
 {
     char buf[4096];
@@ -298,6 +309,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(on_libevent_log);
     evthread_use_pthreads();
 
     /* The status listener first: a port conflict there is found before any

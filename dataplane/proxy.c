@@ -1247,13 +1247,13 @@ static void connect_upstream(sl_req_t *r)
         if (t->is_ip)
             on_address(SL_OK, (const struct sockaddr *)&t->addr, t->addrlen, r);
         else
-            r->dns = sl_dns_resolve(w, t->host, t->port, on_address, r);
+            sl_dns_resolve(w, t->host, t->port, on_address, r, &r->dns);
         return;
     }
     if (s->host_is_ip)
         on_address(SL_OK, (const struct sockaddr *)&s->addr, s->addrlen, r);
     else
-        r->dns = sl_dns_resolve(w, s->host, s->port, on_address, r);
+        sl_dns_resolve(w, s->host, s->port, on_address, r, &r->dns);
 }
 
 /*

@@ -86,14 +86,17 @@ void sl_upstream_pool_close_all(sl_worker_t *w);
 void sl_upstream_pool_sweep(sl_worker_t *w);
 
 /* DNS (dns.c): resolves host asynchronously through the worker's cache. The
- * callback gets SL_OK with an address (port set), or an error. It may run
- * before sl_dns_resolve returns when the answer is cached. */
+ * callback gets SL_OK with an address (port set), or an error. When the
+ * answer is known (hosts file, cache) the callback runs before sl_dns_resolve
+ * returns and *slot is not touched (the callback may have freed it);
+ * otherwise *slot receives the pending lookup, for sl_dns_cancel. The
+ * callback must clear *slot itself. */
 typedef void (*sl_dns_cb)(int rc, const struct sockaddr *sa, socklen_t len, void *arg);
 typedef struct sl_dns_waiter_s sl_dns_waiter_t;
 int sl_dns_init(sl_worker_t *w);
 void sl_dns_dispose(sl_worker_t *w);
-sl_dns_waiter_t *sl_dns_resolve(sl_worker_t *w, const char *host, uint16_t port, sl_dns_cb cb,
-                                void *arg);
+void sl_dns_resolve(sl_worker_t *w, const char *host, uint16_t port, sl_dns_cb cb, void *arg,
+                    sl_dns_waiter_t **slot);
 /* Cancels a pending lookup: the callback will not run. */
 void sl_dns_cancel(sl_worker_t *w, sl_dns_waiter_t *wt);
 

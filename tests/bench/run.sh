@@ -12,7 +12,8 @@
 #
 # The upstream is a second nginx returning a small fixed body, so that the
 # upstream is never the bottleneck. Environment: BENCH_DURATION (seconds per
-# wrk run, default 10), BENCH_CONNS (default 50), BENCH_THREADS (default 2),
+# wrk run, default 5), BENCH_ROUNDS (interleaved rounds, median reported,
+# default 3), BENCH_CONNS (default 50), BENCH_THREADS (default 2),
 # BENCH_IDLE_CONNS (default 10000), NGINX, WRK.
 set -euo pipefail
 
@@ -24,7 +25,8 @@ DP=$SLUICE_BUILD/bin/sluice-dp
 NGINX=${NGINX:-/usr/sbin/nginx}
 WRK=${WRK:-wrk}
 PYTHON=${PYTHON:-python3}
-DURATION=${BENCH_DURATION:-10}
+DURATION=${BENCH_DURATION:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-50}
 THREADS=${BENCH_THREADS:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
@@ -150,24 +152,33 @@ to_ms() { # "123.45us" | "1.20ms" | "2.00s" | "1.5m" -> milliseconds
         printf "%.3f", n }'
 }
 
-# Runs wrk; sets RPS, P50, P99 (ms) and NON2XX.
-run_wrk() { # label url [lua-script]
-    local label=$1 url=$2 script=${3:-} out=$WORK/wrk-$1.txt
+# Runs wrk once and appends "rps p50 p99" (ms) to $WORK/res-<key>.txt.
+run_wrk() { # key url [lua-script]
+    local key=$1 url=$2 script=${3:-} out=$WORK/wrk-$1.txt
     local args=(-t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency)
     [ -n "$script" ] && args+=(-s "$script")
     # A short warm-up so that pools and caches are filled.
     "$WRK" -t1 -c"$CONNS" -d1s ${script:+-s "$script"} "$url" >/dev/null 2>&1 || true
-    "$WRK" "${args[@]}" "$url" >"$out" 2>&1 || die "wrk failed for $label: $(cat "$out")"
-    RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    P50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-    P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-    NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-    NON2XX=${NON2XX:-0}
-    ERRS=$(awk '/Socket errors:/ {print}' "$out")
-    printf "  %-30s %12.0f %10.3f %10.3f" "$label" "$RPS" "$P50" "$P99"
-    [ "$NON2XX" != 0 ] && printf "   (%s non-2xx!)" "$NON2XX"
-    [ -n "$ERRS" ] && printf "   (%s)" "$ERRS"
-    printf "\n"
+    "$WRK" "${args[@]}" "$url" >"$out" 2>&1 || die "wrk failed for $key: $(cat "$out")"
+    local rps p50 p99 non2xx errs
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    errs=$(awk '/Socket errors:/ {print}' "$out")
+    [ -n "$non2xx" ] && echo "  ($key: $non2xx non-2xx responses!)"
+    [ -n "$errs" ] && echo "  ($key: $errs)"
+    echo "$rps $p50 $p99" >>"$WORK/res-$key.txt"
+}
+
+# Prints the median of each column over the rounds of one key, and sets
+# RPS and P99 to those medians.
+report() { # key label
+    local f=$WORK/res-$1.txt
+    RPS=$(awk '{print $1}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    local p50; p50=$(awk '{print $2}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    P99=$(awk '{print $3}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    printf "  %-30s %12.0f %10.3f %10.3f   (median of %d)\n" "$2" "$RPS" "$p50" "$P99" "$(wc -l <"$f")"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
@@ -205,22 +216,32 @@ start_nginx proxy "$NGX_PORT" "
     --out "$WORK/10k-routes.json"
 
 echo "Sluice benchmark: $("$DP" --version 2>/dev/null | head -1 || true)"
-echo "  $(nproc) cores; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency; upstream: nginx return 200 (1 worker)"
+echo "  $(nproc) cores; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, $ROUNDS interleaved rounds; upstream: nginx return 200 (1 worker)"
 echo
 
 # ================================================================ 1. proxy overhead
+# The machine is shared with the load generator and the upstream, so each
+# configuration runs ROUNDS times, interleaved, and the medians are compared.
+
+start_dp dp1 "$WORK/one-route.json" 1
+start_dp dp10k "$WORK/10k-routes.json" 1
+for _ in $(seq "$ROUNDS"); do
+    run_wrk direct "http://127.0.0.1:$UP_PORT/"
+    run_wrk sluice "http://$dp1_ADDR/"
+    run_wrk nginx "http://127.0.0.1:$NGX_PORT/"
+    run_wrk r1 "http://$dp1_ADDR/" "$WORK/routes.lua"
+    run_wrk r10k "http://$dp10k_ADDR/" "$WORK/routes.lua"
+done
+stop_pid "$dp1_PID"
+stop_pid "$dp10k_PID"
 
 echo "1. Proxy overhead (GET /, ${#BODY}-byte body)"
 header
-run_wrk "upstream direct" "http://127.0.0.1:$UP_PORT/"
-
-start_dp dp1 "$WORK/one-route.json" 1
-run_wrk "sluice-dp (workers=1)" "http://$dp1_ADDR/"
+report direct "upstream direct"
+report sluice "sluice-dp (workers=1)"
 S_RPS=$RPS S_P99=$P99
-
-run_wrk "nginx proxy (1 worker)" "http://127.0.0.1:$NGX_PORT/"
+report nginx "nginx proxy (1 worker)"
 N_RPS=$RPS N_P99=$P99
-
 echo "  sluice/nginx: requests/s x$(ratio "$S_RPS" "$N_RPS"), p99 x$(ratio "$S_P99" "$N_P99")" \
      "(rps above 1 and p99 below 1 favour sluice)"
 echo
@@ -230,14 +251,10 @@ echo
 echo "2. Router: 10,000 routes (40% host+prefix, 20% wildcard host, 35% prefix, 5% regex) vs 1 route"
 echo "   same 2,000 distinct requests in both runs"
 header
-run_wrk "sluice-dp, 1 route" "http://$dp1_ADDR/" "$WORK/routes.lua"
+report r1 "sluice-dp, 1 route"
 R1_RPS=$RPS R1_P99=$P99
-stop_pid "$dp1_PID"
-
-start_dp dp10k "$WORK/10k-routes.json" 1
-run_wrk "sluice-dp, 10,000 routes" "http://$dp10k_ADDR/" "$WORK/routes.lua"
+report r10k "sluice-dp, 10,000 routes"
 R10_RPS=$RPS R10_P99=$P99
-stop_pid "$dp10k_PID"
 echo "  10k/1 routes: requests/s x$(ratio "$R10_RPS" "$R1_RPS"), p99 x$(ratio "$R10_P99" "$R1_P99")"
 echo
 

@@ -6,11 +6,26 @@
  * Layout (named LMDB databases):
  *   e:<entity>            id -> entity JSON (compact, as validated)
  *   u:<entity>:<field>    unique value -> id     (fields flagged SL_F_UNIQUE in common/entities.c;
- *                                                 for targets, unique per upstream: "<upstream_id>:<target>")
- *   f:<entity>:<field>    "<foreign id>:<id>" -> ""   (every SL_FT_FOREIGN field; lists children)
- *   t:tags                "<tag>\0<entity>\0<id>" -> ""   (for /tags)
- *   meta                  "version" -> uint64 (big-endian), "hash" -> 32 hex chars
- *   changes               version (uint64 big-endian) -> {"upserts":[{"entity","id","value"}], "deletes":[{"entity","id"}]}
+ *                                                 for targets, unique per upstream:
+ * "<upstream_id>:<target>") f:<entity>:<field>    "<foreign id>:<id>" -> ""   (every SL_FT_FOREIGN
+ * field; lists children) t:tags                "<tag>\0<entity>\0<id>" -> ""   (for /tags) meta
+ * "version" -> uint64 (big-endian), "hash" -> 32 hex chars changes               version (uint64
+ * big-endian) -> {"upserts":[{"entity","id","value"}], "deletes":[{"entity","id"}]}
+ *
+ * Composite unique indexes (from a schema's multi-field cache key; values
+ * joined by ':', a foreign key giving its id and null giving ""):
+ *   u:plugins:cache_key   "<name>:<route_id>:<service_id>:<consumer_id>"
+ *   u:targets:target      "<upstream_id>:<target>"
+ *   u:acls:group          "<consumer_id>:<group>"
+ * An index value (unique value or tag) longer than 400 bytes is keyed by its
+ * first 335 bytes, a 0x01 byte and its SHA-256 hex (LMDB keys are at most
+ * 511 bytes); lookups apply the same rule, so callers never see it.
+ *
+ * A change record holds each (entity, id) the transaction touched once, with
+ * its final state: upserted (with the last value) or deleted. A put that
+ * stores exactly the bytes already stored is not a change. meta "hash" is,
+ * for now, the MD5 hex of the version's decimal text (32 zeros for version
+ * 0); a content hash replaces it once the snapshot encoder exists.
  *
  * One write transaction = one Admin API write: entity, indexes, change
  * record and version bump are committed together, durably (no MDB_NOSYNC),
@@ -38,7 +53,9 @@ int sl_store_open(const char *dir, uint64_t map_size, uint64_t changes_depth, sl
                   sl_errors_t *errs);
 void sl_store_close(sl_store_t *s);
 
-/* Transactions. A read transaction sees one consistent snapshot. */
+/* Transactions. A read transaction sees one consistent snapshot. (Added:
+ * one write transaction at a time; beginning a second is a bug and asserts.
+ * Read transactions may be open beside it.) */
 int sl_store_begin(sl_store_t *s, bool write, sl_txn_t **out);
 /* Commits: bumps the version and writes the change record if anything
  * changed. Returns SL_OK, SL_ERR_TOO_BIG (map full; nothing written) or
@@ -64,6 +81,12 @@ int sl_txn_find_unique(sl_txn_t *t, const char *entity, const char *field, const
  * entity (*conflict_field names it); SL_ERR_NOT_FOUND when a foreign key
  * points to nothing (*conflict_field names it); SL_ERR_TOO_BIG when the map
  * is full.
+ * Added: SL_ERR_INVALID for an unknown entity name, an obj without a usable
+ * "id" (a string of 1 to 36 characters without ':'; *conflict_field "id"),
+ * a foreign key that is neither null nor {"id": "<id>"} (*conflict_field
+ * names it) or a read-only transaction. After SL_ERR_EXISTS, NOT_FOUND or
+ * INVALID the transaction is unchanged and usable; after TOO_BIG or IO it is
+ * aborted and every later call returns the same code.
  */
 int sl_txn_put(sl_txn_t *t, const char *entity, json_t *obj, const char **conflict_field);
 
@@ -86,9 +109,17 @@ int sl_txn_list(sl_txn_t *t, const char *entity, const char *fk_field, const cha
                 const char *after_id, size_t limit, json_t **out, bool *more);
 
 /* Every (entity, id) carrying `tag`, in tag index order, after the cursor
- * "<entity>\0<id>" given as after_entity/after_id (NULL: start). */
-int sl_txn_list_tag(sl_txn_t *t, const char *tag, const char *after_entity,
-                    const char *after_id, size_t limit, json_t **out, bool *more);
+ * "<entity>\0<id>" given as after_entity/after_id (NULL: start). Each element
+ * of *out is {"entity_name": ..., "entity_id": ..., "tag": ...} (Kong's /tags
+ * shape). SL_ERR_INVALID for a malformed cursor. */
+int sl_txn_list_tag(sl_txn_t *t, const char *tag, const char *after_entity, const char *after_id,
+                    size_t limit, json_t **out, bool *more);
+
+/* Added: every (tag, entity, id) of the tag index (GET /tags), elements as
+ * above, after the cursor after_tag/after_entity/after_id (all NULL: start;
+ * all three or none). */
+int sl_txn_list_tags(sl_txn_t *t, const char *after_tag, const char *after_entity,
+                     const char *after_id, size_t limit, json_t **out, bool *more);
 
 /* Deletes every entity (for POST /config), recording deletes in the change log. */
 int sl_txn_clear(sl_txn_t *t);
@@ -97,5 +128,20 @@ int sl_txn_clear(sl_txn_t *t);
  * {"version": n, "upserts": [...], "deletes": [...]}; SL_ERR_NOT_FOUND when
  * `since` is older than the kept depth (the caller sends a snapshot). */
 int sl_store_changes_since(sl_store_t *s, uint64_t since, json_t **out);
+
+/* Added. `since` greater than the current version (a data plane ahead of
+ * this store) is SL_ERR_NOT_FOUND too: it needs a snapshot. */
+
+/* Added: the configuration hash as of this transaction (see meta "hash"
+ * above): 32 lower-case hex characters and a NUL. */
+void sl_txn_hash(sl_txn_t *t, char out[33]);
+
+/* Added: the committed configuration version (0 when it cannot be read). */
+uint64_t sl_store_version(sl_store_t *s);
+
+/* Added: the message of the last LMDB failure ("lmdb: write entity: ...";
+ * empty when none), for logs and 500/507 answers. Valid until the next call
+ * into the store. */
+const char *sl_store_error(sl_store_t *s);
 
 #endif

@@ -94,7 +94,8 @@ enum body_kind { B_NONE, B_LENGTH, B_CHUNKED, B_EOF };
 
 struct sl_req_s {
     sl_conn_t *c;
-    sl_gen_t *gen; /* pinned for the request's life */
+    sl_req_t *next_free; /* link in the worker's request cache */
+    sl_gen_t *gen;       /* pinned for the request's life */
     sl_arena_t arena;
     sl_h1_request_t h;
     const sl_route_t *route;
@@ -251,14 +252,41 @@ static const struct {
 #undef H
 };
 
+/* Case-insensitive compare of a token against a lower-case literal made of
+ * letters and '-': OR-ing 0x20 folds exactly the letters, and no other token
+ * byte folds onto a letter or '-'. */
+static bool token_eq_lower(const char *tok, const char *lit, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((tok[i] | 0x20) != lit[i])
+            return false;
+    return true;
+}
+
 static enum hdr_id hdr_id(sl_str_t name)
 {
-    if (name.len < 2 || name.len > 18)
+    /* Candidates by length (at most 4 share one), so most fields cost one
+     * switch and no comparison at all. */
+    static const uint8_t by_len[19][4] = {
+        [2] = {H_TE},
+        [3] = {H_VIA},
+        [4] = {H_HOST},
+        [6] = {H_EXPECT, H_SERVER},
+        [7] = {H_TRAILER, H_UPGRADE},
+        [9] = {H_X_REAL_IP},
+        [10] = {H_CONNECTION, H_KEEP_ALIVE},
+        [14] = {H_CONTENT_LENGTH},
+        [15] = {H_X_FORWARDED_FOR},
+        [16] = {H_PROXY_CONNECTION, H_X_FORWARDED_HOST, H_X_FORWARDED_PORT, H_X_FORWARDED_PATH},
+        [17] = {H_TRANSFER_ENCODING, H_X_FORWARDED_PROTO, H_X_KONG_REQUEST_ID},
+        [18] = {H_X_FORWARDED_PREFIX},
+    };
+    if (name.len >= SL_ARRAY_LEN(by_len))
         return H_OTHER;
-    for (size_t i = 1; i < SL_ARRAY_LEN(hdr_names); i++)
-        if (hdr_names[i].len == name.len &&
-            sl_strcaseeq(name.p, name.len, hdr_names[i].name, name.len))
-            return (enum hdr_id)i;
+    const uint8_t *cand = by_len[name.len];
+    for (size_t i = 0; i < 4 && cand[i]; i++)
+        if (token_eq_lower(name.p, hdr_names[cand[i]].name, name.len))
+            return (enum hdr_id)cand[i];
     return H_OTHER;
 }
 
@@ -586,14 +614,56 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
     atomic_fetch_add_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
 }
 
+/* Requests (with their first arena block) are recycled through a small
+ * per-worker cache, so a request normally costs no malloc at all; idle
+ * connections hold none. */
+#define REQ_CACHE_MAX 64
+
+static sl_req_t *req_new(sl_conn_t *c)
+{
+    sl_worker_t *w = c->w;
+    sl_req_t *r = w->req_cache;
+    if (r) {
+        w->req_cache = r->next_free;
+        w->nreq_cache--;
+        sl_arena_t arena = r->arena;
+        memset(r, 0, sizeof(*r));
+        r->arena = arena;
+    } else {
+        r = sl_xcalloc(1, sizeof(*r));
+        sl_arena_init(&r->arena);
+    }
+    r->c = c;
+    return r;
+}
+
 static void req_free(sl_req_t *r)
 {
+    sl_worker_t *w = r->c->w;
     if (r->dns)
-        sl_dns_cancel(r->c->w, r->dns);
+        sl_dns_cancel(w, r->dns);
     if (r->gen)
         sl_gen_unref(r->gen);
+    if (w->nreq_cache < REQ_CACHE_MAX && !w->draining) {
+        sl_arena_reset(&r->arena);
+        r->next_free = w->req_cache;
+        w->req_cache = r;
+        w->nreq_cache++;
+        return;
+    }
     sl_arena_dispose(&r->arena);
     free(r);
+}
+
+void sl_req_cache_free(sl_worker_t *w)
+{
+    sl_req_t *r;
+    while ((r = w->req_cache)) {
+        w->req_cache = r->next_free;
+        sl_arena_dispose(&r->arena);
+        free(r);
+    }
+    w->nreq_cache = 0;
 }
 
 /*
@@ -979,10 +1049,8 @@ static void conn_resume(sl_conn_t *c)
             break;
         }
 
-        sl_req_t *r = sl_xcalloc(1, sizeof(*r));
-        r->c = c;
+        sl_req_t *r = req_new(c);
         r->t_start = sl_now_us();
-        sl_arena_init(&r->arena);
         gen_reqid(w, r->reqid);
         /* Keep a private copy of the head: the input buffer is about to be
          * drained and the parsed strings point into it. */

@@ -158,6 +158,7 @@ void sl_worker_free(sl_worker_t *w)
         if (w->listeners[i])
             evconnlistener_free(w->listeners[i]);
     sl_upstream_pool_close_all(w);
+    sl_req_cache_free(w);
     sl_dns_dispose(w);
     if (w->shutdown_ev)
         event_free(w->shutdown_ev);

@@ -46,6 +46,8 @@ typedef struct sl_worker_s {
     LIST_HEAD(, sl_conn_s) conns;                 /* client connections */
     TAILQ_HEAD(sl_upconn_head, sl_upconn_s) idle; /* idle upstream connections, most recent first */
     size_t nidle;
+    struct sl_req_s *req_cache; /* owned: recycled requests (proxy.c) */
+    unsigned nreq_cache;
     uint64_t reqid_counter;
     uint64_t reqid_salt;
 
@@ -82,6 +84,8 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
  * current response (drain). */
 void sl_conns_drain(sl_worker_t *w);
 void sl_upstream_pool_close_all(sl_worker_t *w);
+/* Frees the recycled request objects. */
+void sl_req_cache_free(sl_worker_t *w);
 /* Closes pooled connections idle longer than upstream_keepalive_idle_timeout. */
 void sl_upstream_pool_sweep(sl_worker_t *w);
 

@@ -152,15 +152,35 @@ to_ms() { # "123.45us" | "1.20ms" | "2.00s" | "1.5m" -> milliseconds
         printf "%.3f", n }'
 }
 
-# Runs wrk once and appends "rps p50 p99" (ms) to $WORK/res-<key>.txt.
-run_wrk() { # key url [lua-script]
-    local key=$1 url=$2 script=${3:-} out=$WORK/wrk-$1.txt
+# CPU time (clock ticks) used so far by a process and its children (nginx
+# workers); threads are part of their process's figure.
+cpu_ticks() { # pid
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+
+# Runs wrk once and appends "rps p50 p99 cpu_us_per_request" to
+# $WORK/res-<key>.txt. CPU per request is the measured process's own CPU time
+# divided by the requests it served: unlike requests/s, it barely moves when
+# the load generator competes for the same cores.
+run_wrk() { # key url pid [lua-script]
+    local key=$1 url=$2 pid=$3 script=${4:-} out=$WORK/wrk-$1.txt
     local args=(-t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency)
     [ -n "$script" ] && args+=(-s "$script")
     # A short warm-up so that pools and caches are filled.
     "$WRK" -t1 -c"$CONNS" -d1s ${script:+-s "$script"} "$url" >/dev/null 2>&1 || true
+    local t0 t1
+    t0=$(cpu_ticks "$pid")
     "$WRK" "${args[@]}" "$url" >"$out" 2>&1 || die "wrk failed for $key: $(cat "$out")"
-    local rps p50 p99 non2xx errs
+    t1=$(cpu_ticks "$pid")
+    local rps p50 p99 non2xx errs reqs cpu
+    reqs=$(awk '/requests in/ {print $1}' "$out")
+    cpu=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / (n > 0 ? n : 1) }')
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
@@ -168,23 +188,28 @@ run_wrk() { # key url [lua-script]
     errs=$(awk '/Socket errors:/ {print}' "$out")
     [ -n "$non2xx" ] && echo "  ($key: $non2xx non-2xx responses!)"
     [ -n "$errs" ] && echo "  ($key: $errs)"
-    echo "$rps $p50 $p99" >>"$WORK/res-$key.txt"
+    echo "$rps $p50 $p99 $cpu" >>"$WORK/res-$key.txt"
+}
+
+median() { # file column
+    awk -v c="$2" '{print $c}' "$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 
 # Prints the median of each column over the rounds of one key, and sets
-# RPS and P99 to those medians.
+# RPS, P99 and CPU to those medians.
 report() { # key label
-    local f=$WORK/res-$1.txt
-    RPS=$(awk '{print $1}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    local p50; p50=$(awk '{print $2}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    P99=$(awk '{print $3}' "$f" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf "  %-30s %12.0f %10.3f %10.3f   (median of %d)\n" "$2" "$RPS" "$p50" "$P99" "$(wc -l <"$f")"
+    local f=$WORK/res-$1.txt p50
+    RPS=$(median "$f" 1)
+    p50=$(median "$f" 2)
+    P99=$(median "$f" 3)
+    CPU=$(median "$f" 4)
+    printf "  %-30s %12.0f %10.3f %10.3f %14.1f\n" "$2" "$RPS" "$p50" "$P99" "$CPU"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 header() {
-    printf "  %-30s %12s %10s %10s\n" "" "requests/s" "p50 ms" "p99 ms"
+    printf "  %-30s %12s %10s %10s %14s\n" "" "requests/s" "p50 ms" "p99 ms" "CPU us/req"
 }
 
 # ================================================================ setup
@@ -226,11 +251,11 @@ echo
 start_dp dp1 "$WORK/one-route.json" 1
 start_dp dp10k "$WORK/10k-routes.json" 1
 for _ in $(seq "$ROUNDS"); do
-    run_wrk direct "http://127.0.0.1:$UP_PORT/"
-    run_wrk sluice "http://$dp1_ADDR/"
-    run_wrk nginx "http://127.0.0.1:$NGX_PORT/"
-    run_wrk r1 "http://$dp1_ADDR/" "$WORK/routes.lua"
-    run_wrk r10k "http://$dp10k_ADDR/" "$WORK/routes.lua"
+    run_wrk direct "http://127.0.0.1:$UP_PORT/" "$upstream_PID"
+    run_wrk sluice "http://$dp1_ADDR/" "$dp1_PID"
+    run_wrk nginx "http://127.0.0.1:$NGX_PORT/" "$proxy_PID"
+    run_wrk r1 "http://$dp1_ADDR/" "$dp1_PID" "$WORK/routes.lua"
+    run_wrk r10k "http://$dp10k_ADDR/" "$dp10k_PID" "$WORK/routes.lua"
 done
 stop_pid "$dp1_PID"
 stop_pid "$dp10k_PID"
@@ -239,11 +264,12 @@ echo "1. Proxy overhead (GET /, ${#BODY}-byte body)"
 header
 report direct "upstream direct"
 report sluice "sluice-dp (workers=1)"
-S_RPS=$RPS S_P99=$P99
+S_RPS=$RPS S_P99=$P99 S_CPU=$CPU
 report nginx "nginx proxy (1 worker)"
-N_RPS=$RPS N_P99=$P99
-echo "  sluice/nginx: requests/s x$(ratio "$S_RPS" "$N_RPS"), p99 x$(ratio "$S_P99" "$N_P99")" \
-     "(rps above 1 and p99 below 1 favour sluice)"
+N_RPS=$RPS N_P99=$P99 N_CPU=$CPU
+echo "  sluice/nginx: requests/s x$(ratio "$S_RPS" "$N_RPS"), p99 x$(ratio "$S_P99" "$N_P99")," \
+     "CPU per request x$(ratio "$S_CPU" "$N_CPU")"
+echo "  (medians of $ROUNDS interleaved rounds; requests/s above 1 and p99, CPU below 1 favour sluice)"
 echo
 
 # ================================================================ 2. router scale
@@ -252,10 +278,11 @@ echo "2. Router: 10,000 routes (40% host+prefix, 20% wildcard host, 35% prefix, 
 echo "   same 2,000 distinct requests in both runs"
 header
 report r1 "sluice-dp, 1 route"
-R1_RPS=$RPS R1_P99=$P99
+R1_RPS=$RPS R1_P99=$P99 R1_CPU=$CPU
 report r10k "sluice-dp, 10,000 routes"
-R10_RPS=$RPS R10_P99=$P99
-echo "  10k/1 routes: requests/s x$(ratio "$R10_RPS" "$R1_RPS"), p99 x$(ratio "$R10_P99" "$R1_P99")"
+R10_RPS=$RPS R10_P99=$P99 R10_CPU=$CPU
+echo "  10k/1 routes: requests/s x$(ratio "$R10_RPS" "$R1_RPS"), p99 x$(ratio "$R10_P99" "$R1_P99")," \
+     "CPU per request x$(ratio "$R10_CPU" "$R1_CPU")"
 echo
 
 # ================================================================ 3. idle connections

@@ -11,6 +11,7 @@
  */
 #include "admin_int.h"
 #include "entities.h"
+#include "json_out.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -19,8 +20,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,14 +69,19 @@ static const char *reason(int status)
     }
 }
 
-void sl_admin_reply(sl_areq_t *r, int status, json_t *body)
+static void free_text_cb(const void *data, size_t len, void *arg)
+{
+    free((void *)data);
+}
+
+/* Sends the reply with the common headers; text (len bytes of JSON, NULL for
+ * no body) is taken over and freed. */
+static void reply_text(sl_areq_t *r, int status, char *text, size_t len)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-    struct evbuffer *buf = evbuffer_new();
     char lat[32];
     if (r->answered) {
-        json_decref(body);
-        evbuffer_free(buf);
+        free(text);
         return;
     }
     r->answered = true;
@@ -80,16 +89,38 @@ void sl_admin_reply(sl_areq_t *r, int status, json_t *body)
     evhttp_add_header(h, "Server", "sluice/" SL_CP_VERSION);
     evhttp_add_header(h, "X-Kong-Admin-Latency", lat);
     evhttp_add_header(h, "Access-Control-Allow-Origin", "*");
-    if (body && status != 204) {
-        char *text = json_dumps(body, JSON_COMPACT);
+    struct evbuffer *buf = evbuffer_new();
+    if (text && status != 204) {
         evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
-        if (r->method != EVHTTP_REQ_HEAD)
-            evbuffer_add(buf, text, strlen(text));
-        free(text);
+        if (r->method != EVHTTP_REQ_HEAD) {
+            evbuffer_add_reference(buf, text, len, free_text_cb, NULL);
+            text = NULL;
+        }
     }
-    json_decref(body);
+    free(text);
     evhttp_send_reply(r->req, status, reason(status), buf);
     evbuffer_free(buf);
+}
+
+void sl_admin_reply(sl_areq_t *r, int status, json_t *body)
+{
+    size_t len = 0;
+    char *text = body && status != 204 && !r->answered ? sl_json_out_dup(body, &len) : NULL;
+    json_decref(body);
+    reply_text(r, status, text, len);
+}
+
+void sl_admin_reply_sb(sl_areq_t *r, int status, sl_sb_t *body)
+{
+    char *text;
+    if (body->heap && body->p == body->heap) {
+        text = body->heap; /* take the heap copy over */
+        body->heap = NULL;
+    } else {
+        text = sl_xmalloc(body->len ? body->len : 1);
+        memcpy(text, body->p, body->len);
+    }
+    reply_text(r, status, text, body->len);
 }
 
 void sl_admin_reply_msg(sl_areq_t *r, int status, const char *msg)
@@ -573,11 +604,17 @@ static int node_status(sl_areq_t *r)
         version = sl_txn_version(t);
         sl_txn_abort(t);
     }
+    /* connections_accepted and connections_handled are exact (every
+     * connection goes through on_*_connection_cb). connections_active stays
+     * the one asking: libevent 2.1's evhttp gives no hook on a connection
+     * that closes before its first request, so a live count would drift. */
     json_t *b = json_pack(
-        "{s:{s:b},s:{s:I,s:i,s:i,s:i},s:{s:[],s:{}},s:I}", "database", "reachable", reachable,
-        "server", "total_requests", (json_int_t)a->total_requests, "connections_active", 1,
-        "connections_reading", 0, "connections_writing", 1, "memory", "workers_lua_vms",
-        "lua_shared_dicts", "configuration_version", (json_int_t)version);
+        "{s:{s:b},s:{s:I,s:I,s:I,s:i,s:i,s:i},s:{s:[],s:{}},s:I}", "database", "reachable",
+        reachable, "server", "total_requests", (json_int_t)a->total_requests,
+        "connections_accepted", (json_int_t)a->connections_accepted, "connections_handled",
+        (json_int_t)a->connections_accepted, "connections_active", 1, "connections_reading", 0,
+        "connections_writing", 1, "memory", "workers_lua_vms", "lua_shared_dicts",
+        "configuration_version", (json_int_t)version);
     sl_admin_reply(r, 200, b);
     return SL_DONE;
 }
@@ -690,43 +727,217 @@ static void load_node_id(sl_admin_t *a)
         SL_WARN("cannot write %s: %s", path, strerror(errno));
 }
 
-static int split_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
+/* Whether a word is one of Kong's listen flags that mean nothing here. */
+static bool ignored_flag(const char *w, size_t n)
 {
-    const char *colon;
-    if (*s == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= hostlen)
+    static const char *const flags[] = {"http2", "reuseport", "deferred", "bind", NULL};
+    for (size_t i = 0; flags[i]; i++)
+        if (strlen(flags[i]) == n && !memcmp(flags[i], w, n))
+            return true;
+    return n > 8 && !memcmp(w, "backlog=", 8);
+}
+
+/* Parses "host:port" or "[v6]:port" (n bytes) into l. */
+static int parse_addr(const char *s, size_t n, sl_admin_listen_t *l)
+{
+    const char *colon, *end = s + n;
+    size_t hl;
+    if (n > 0 && *s == '[') {
+        const char *close = memchr(s, ']', n);
+        if (!close || close + 1 >= end || close[1] != ':')
             return SL_ERR_INVALID;
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
+        hl = (size_t)(close - s - 1);
+        if (hl >= sizeof(l->host))
+            return SL_ERR_INVALID;
+        memcpy(l->host, s + 1, hl);
         colon = close + 1;
     } else {
-        colon = strrchr(s, ':');
-        if (!colon || (size_t)(colon - s) >= hostlen)
+        colon = memrchr(s, ':', n);
+        if (!colon)
             return SL_ERR_INVALID;
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
+        hl = (size_t)(colon - s);
+        if (hl >= sizeof(l->host))
+            return SL_ERR_INVALID;
+        memcpy(l->host, s, hl);
     }
+    l->host[hl] = '\0';
     uint64_t p;
-    const char *ps = colon + 1;
-    size_t pl = strcspn(ps, " ");
-    if (sl_parse_u64(ps, pl, 65535, &p) != SL_OK)
+    if (sl_parse_u64(colon + 1, (size_t)(end - colon - 1), 65535, &p) != SL_OK)
         return SL_ERR_INVALID;
-    if (!strcmp(host, "*") || !*host)
-        snprintf(host, hostlen, "0.0.0.0");
-    *port = (uint16_t)p;
+    if (!strcmp(l->host, "*") || !*l->host)
+        snprintf(l->host, sizeof(l->host), "0.0.0.0");
+    l->port = (uint16_t)p;
     return SL_OK;
 }
 
-int sl_admin_new(struct event_base *base, sl_store_t *store, const sl_admin_opts_t *opts,
-                 sl_admin_t **out)
+int sl_admin_parse_listen(const char *s, sl_admin_listen_t *out, size_t max, size_t *n, char *err,
+                          size_t errlen)
 {
-    char host[128];
-    uint16_t port;
-    if (split_listen(opts->listen, host, sizeof(host), &port) != SL_OK) {
-        errno = EINVAL;
+    size_t count = 0;
+    const char *p = s ? s : "";
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *q = p, *qe = p + len;
+        while (q < qe && (*q == ' ' || *q == '\t'))
+            q++;
+        const char *w = q;
+        while (w < qe && *w != ' ' && *w != '\t')
+            w++;
+        if (w == q) {
+            snprintf(err, errlen, "admin_listen: empty entry in '%s' (use host:port[ ssl], ...)",
+                     s ? s : "");
+            return SL_ERR_INVALID;
+        }
+        if (count == max) {
+            snprintf(err, errlen, "admin_listen: more than %zu addresses", max);
+            return SL_ERR_INVALID;
+        }
+        sl_admin_listen_t l = {.ssl = false};
+        if (parse_addr(q, (size_t)(w - q), &l) != SL_OK) {
+            snprintf(err, errlen, "admin_listen: '%.*s' is not host:port", (int)(w - q), q);
+            return SL_ERR_INVALID;
+        }
+        while (w < qe) {
+            while (w < qe && (*w == ' ' || *w == '\t'))
+                w++;
+            const char *f = w;
+            while (w < qe && *w != ' ' && *w != '\t')
+                w++;
+            if (w == f)
+                break;
+            if (w - f == 3 && !memcmp(f, "ssl", 3)) {
+                l.ssl = true;
+            } else if (!ignored_flag(f, (size_t)(w - f))) {
+                snprintf(err, errlen,
+                         "admin_listen: unknown flag '%.*s' (known: ssl, http2, reuseport, "
+                         "deferred, bind, backlog=N)",
+                         (int)(w - f), f);
+                return SL_ERR_INVALID;
+            }
+        }
+        out[count++] = l;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    *n = count;
+    return SL_OK;
+}
+
+/* The first OpenSSL error as text, or "unknown error". */
+static void tls_error(char *buf, size_t n)
+{
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, buf, n);
+    else
+        snprintf(buf, n, "unknown error");
+    ERR_clear_error();
+}
+
+int sl_admin_tls_context(const char *cert, const char *key, SSL_CTX **out, char *err, size_t errlen)
+{
+    char why[256];
+    if (!cert || !*cert) {
+        snprintf(err, errlen, "admin_ssl_cert: required by the ssl entry in admin_listen");
         return SL_ERR_INVALID;
     }
+    if (!key || !*key) {
+        snprintf(err, errlen, "admin_ssl_cert_key: required by the ssl entry in admin_listen");
+        return SL_ERR_INVALID;
+    }
+    if (access(cert, R_OK) != 0) {
+        snprintf(err, errlen, "admin_ssl_cert: cannot read '%s': %s", cert, strerror(errno));
+        return SL_ERR_INVALID;
+    }
+    if (access(key, R_OK) != 0) {
+        snprintf(err, errlen, "admin_ssl_cert_key: cannot read '%s': %s", key, strerror(errno));
+        return SL_ERR_INVALID;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        tls_error(why, sizeof(why));
+        snprintf(err, errlen, "admin_ssl_cert: cannot create a TLS context: %s", why);
+        return SL_ERR_INVALID;
+    }
+    /* TLS 1.2 and later only; no session tickets to rotate keys for. */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        tls_error(why, sizeof(why));
+        snprintf(err, errlen, "admin_ssl_cert: '%s' is not a PEM certificate: %s", cert, why);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        tls_error(why, sizeof(why));
+        snprintf(err, errlen, "admin_ssl_cert_key: '%s' is not a PEM private key: %s", key, why);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        tls_error(why, sizeof(why));
+        snprintf(err, errlen, "admin_ssl_cert_key: '%s' does not match admin_ssl_cert '%s': %s",
+                 key, cert, why);
+        goto fail;
+    }
+    *out = ctx;
+    return SL_OK;
+
+fail:
+    SSL_CTX_free(ctx);
+    return SL_ERR_INVALID;
+}
+
+/* evhttp's bufferevent factory for the TLS listeners: a server-side OpenSSL
+ * bufferevent whose socket evhttp sets afterwards. Clients that close without
+ * close_notify are common (curl, scripts); that is not an error here. */
+static struct bufferevent *on_tls_connection_cb(struct event_base *base, void *arg)
+{
+    sl_admin_t *a = arg;
+    a->connections_accepted++;
+    SSL *ssl = SSL_new(a->ssl_ctx);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* evhttp's bufferevent factory for the plain listeners: what evhttp would
+ * make itself, counted. */
+static struct bufferevent *on_plain_connection_cb(struct event_base *base, void *arg)
+{
+    sl_admin_t *a = arg;
+    a->connections_accepted++;
+    return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* A configured evhttp with no listener yet. */
+static struct evhttp *new_http(sl_admin_t *a)
+{
+    struct evhttp *h = evhttp_new(a->base);
+    if (!h)
+        return NULL;
+    evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                      EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    /* Entity bodies over 1 MiB get a JSON 413 from on_request; this hard cap
+     * bounds what is buffered at all (/config may be up to 64 MiB). */
+    evhttp_set_max_body_size(h, SL_ADMIN_MAX_CONFIG_BODY + 1);
+    evhttp_set_max_headers_size(h, 64 * 1024);
+    evhttp_set_timeout(h, 60);
+    evhttp_set_gencb(h, on_request, a);
+    return h;
+}
+
+int sl_admin_new(struct event_base *base, sl_store_t *store, const sl_admin_opts_t *opts,
+                 sl_admin_t **out, char *err, size_t errlen)
+{
     sl_admin_t *a = sl_xcalloc(1, sizeof(*a));
     a->base = base;
     a->store = store;
@@ -738,54 +949,69 @@ int sl_admin_new(struct event_base *base, sl_store_t *store, const sl_admin_opts
         snprintf(a->hostname, sizeof(a->hostname), "localhost");
     load_node_id(a);
 
-    a->http = evhttp_new(base);
-    if (!a->http)
-        goto fail_http;
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-    /* Entity bodies over 1 MiB get a JSON 413 from on_request; this hard cap
-     * bounds what is buffered at all (/config may be up to 64 MiB). */
-    evhttp_set_max_body_size(a->http, SL_ADMIN_MAX_CONFIG_BODY + 1);
-    evhttp_set_max_headers_size(a->http, 64 * 1024);
-    evhttp_set_timeout(a->http, 60);
-    evhttp_set_gencb(a->http, on_request, a);
-    a->bound = evhttp_bind_socket_with_handle(a->http, host, port);
-    if (!a->bound)
-        goto fail_bind;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(a->bound);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-        a->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                                : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    for (size_t i = 0; i < opts->nlisten && i < SL_ADMIN_MAX_LISTEN; i++) {
+        const sl_admin_listen_t *l = &opts->listen[i];
+        struct evhttp **hp = l->ssl ? &a->https : &a->http;
+        if (l->ssl && !opts->ssl_ctx) {
+            snprintf(err, errlen, "admin_listen: %s:%u ssl needs admin_ssl_cert", l->host,
+                     (unsigned)l->port);
+            errno = EINVAL;
+            goto fail;
+        }
+        if (!*hp) {
+            if (!(*hp = new_http(a))) {
+                snprintf(err, errlen, "admin_listen: cannot create the HTTP server");
+                goto fail;
+            }
+            if (l->ssl) {
+                SSL_CTX_up_ref(opts->ssl_ctx);
+                a->ssl_ctx = opts->ssl_ctx;
+                evhttp_set_bevcb(*hp, on_tls_connection_cb, a);
+            } else {
+                evhttp_set_bevcb(*hp, on_plain_connection_cb, a);
+            }
+        }
+        struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(*hp, l->host, l->port);
+        if (!bound) {
+            int e = errno;
+            snprintf(err, errlen, "admin_listen: cannot listen on %s:%u%s: %s", l->host,
+                     (unsigned)l->port, l->ssl ? " ssl" : "", strerror(e));
+            errno = e;
+            goto fail;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        evutil_socket_t fd = evhttp_bound_socket_get_fd(bound);
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+            a->ports[i] = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                        : ((struct sockaddr_in6 *)&ss)->sin6_port);
+        a->nlisten = i + 1;
+    }
     *out = a;
     return SL_OK;
 
-fail_bind : {
+fail : {
     int e = errno;
-    evhttp_free(a->http);
+    sl_admin_free(a);
     errno = e;
-}
-fail_http:
-    json_decref(a->configuration);
-    free(a->prefix);
-    free(a->token);
-    free(a);
     return SL_ERR_IO;
 }
+}
 
-uint16_t sl_admin_port(const sl_admin_t *a)
+uint16_t sl_admin_port(const sl_admin_t *a, size_t i)
 {
-    return a->port;
+    return i < a->nlisten ? a->ports[i] : 0;
 }
 
 void sl_admin_free(sl_admin_t *a)
 {
     if (!a)
         return;
-    evhttp_free(a->http);
+    if (a->http)
+        evhttp_free(a->http);
+    if (a->https)
+        evhttp_free(a->https);
+    SSL_CTX_free(a->ssl_ctx);
     json_decref(a->configuration);
     if (a->token)
         OPENSSL_cleanse(a->token, strlen(a->token));

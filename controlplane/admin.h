@@ -11,6 +11,9 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The Kong version the Admin API reports in GET / (clients such as decK
@@ -24,22 +27,50 @@
 
 typedef struct sl_admin_s sl_admin_t;
 
+/* At most this many addresses in admin_listen. */
+#define SL_ADMIN_MAX_LISTEN 8
+
+/* One admin_listen entry: "host:port [ssl] [kong flags...]". */
+typedef struct sl_admin_listen_s {
+    char host[128]; /* numeric; "0.0.0.0" for "*" or an empty host */
+    uint16_t port;  /* 0 picks a free port */
+    bool ssl;
+} sl_admin_listen_t;
+
 typedef struct sl_admin_opts_s {
-    const char *listen;    /* "host:port"; port 0 picks a free port */
+    const sl_admin_listen_t *listen; /* borrowed: nlisten entries */
+    size_t nlisten;
+    SSL_CTX *ssl_ctx;      /* borrowed (the Admin API takes its own reference); needed
+                              when an entry has ssl */
     const char *token;     /* NULL: no authentication */
     const char *prefix;    /* node id file, admin.addr */
     uint64_t map_size;     /* for the 507 message */
     json_t *configuration; /* borrowed: the sanitized configuration for GET / */
 } sl_admin_opts_t;
 
-/* Binds the listener and registers the handlers on base. Returns SL_OK with
- * *out set, or SL_ERR_IO (errno set, a message logged). The store is
- * borrowed and must outlive the Admin API. */
-int sl_admin_new(struct event_base *base, sl_store_t *store, const sl_admin_opts_t *opts,
-                 sl_admin_t **out);
+/* Parses admin_listen: comma-separated "host:port" entries, each optionally
+ * followed by flags. "ssl" makes the entry a TLS listener; Kong's other flags
+ * (http2, reuseport, deferred, bind, backlog=N) are accepted and ignored.
+ * Returns SL_OK with out[0..*n) filled, or SL_ERR_INVALID with a message in
+ * err that names admin_listen and the offending entry. */
+int sl_admin_parse_listen(const char *s, sl_admin_listen_t *out, size_t max, size_t *n, char *err,
+                          size_t errlen);
 
-/* The port actually bound. */
-uint16_t sl_admin_port(const sl_admin_t *a);
+/* Builds the TLS context of the ssl listeners from PEM files: TLS 1.2 and
+ * later only. Returns SL_OK with *out set (caller frees with SSL_CTX_free),
+ * or SL_ERR_INVALID with a message in err that names the configuration key
+ * (admin_ssl_cert or admin_ssl_cert_key) and the reason. */
+int sl_admin_tls_context(const char *cert, const char *key, SSL_CTX **out, char *err,
+                         size_t errlen);
+
+/* Binds every listener and registers the handlers on base. Returns SL_OK
+ * with *out set, or SL_ERR_IO (errno set) naming in err the address that
+ * failed. The store is borrowed and must outlive the Admin API. */
+int sl_admin_new(struct event_base *base, sl_store_t *store, const sl_admin_opts_t *opts,
+                 sl_admin_t **out, char *err, size_t errlen);
+
+/* The port actually bound by listener i (in admin_listen order). */
+uint16_t sl_admin_port(const sl_admin_t *a, size_t i);
 
 void sl_admin_free(sl_admin_t *a);
 

@@ -50,6 +50,44 @@ char *sl_admin_url_decode(const char *s, size_t len, bool plus_space)
     return out;
 }
 
+/* Whether s is valid UTF-8 as jansson decides (no overlong forms, no
+ * surrogates, nothing above U+10FFFF): jansson refuses any other string as an
+ * object key or a string value. */
+static bool utf8_valid(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned c = *s, cp;
+        size_t len;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (size_t i = 1; i < len; i++) {
+            if ((s[i] & 0xC0) != 0x80) /* also stops at the terminating NUL */
+                return false;
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (len == 3 && cp < 0x800) ||
+            (len == 4 && cp < 0x10000))
+            return false;
+        s += len;
+    }
+    return true;
+}
+
 static size_t json_depth(const json_t *v, size_t limit)
 {
     size_t max = 0;
@@ -130,14 +168,16 @@ static int form_put(json_t *container, const char *name, long idx, json_t *value
 
 int sl_admin_form_set(json_t *root, const char *key, const char *value)
 {
+    /* Percent-decoding can produce any bytes. jansson refuses a key or a
+     * string that is not UTF-8 (json_object_set_new then frees the value it
+     * was given, which the code below would go on using), so such a pair is
+     * refused here, before anything is built. */
+    if (*key == '\0' || !utf8_valid(key) || !utf8_valid(value))
+        return SL_ERR_INVALID;
     char *buf = sl_xstrdup(key);
     json_t *container = root;
     char *seg = buf;
     int rc = SL_OK;
-    if (*key == '\0') {
-        free(buf);
-        return SL_ERR_INVALID;
-    }
     for (;;) {
         char *dot = strchr(seg, '.');
         /* a '.' inside brackets does not split */
@@ -376,7 +416,9 @@ int sl_admin_body_parse(const char *content_type, const char *body, size_t len, 
         root = json_object();
         if (sl_admin_form_urlencoded(body, len, root) != SL_OK) {
             json_decref(root);
-            snprintf(err, errlen, "Cannot parse form body: conflicting or malformed keys");
+            snprintf(err, errlen,
+                     "Cannot parse form body: conflicting or malformed keys, or a key or value "
+                     "that is not UTF-8");
             return SL_ERR_INVALID;
         }
         *out = root;

@@ -35,7 +35,8 @@ typedef enum sl_body_kind_e {
  * content_type. As in Kong, an empty body is an empty object (but not for
  * JSON, which must parse), and a body without a Content-Type is
  * SL_BODY_UNKNOWN (the Admin API answers 415).
- * Returns SL_OK with *out a new object (empty for an empty body) and *kind
+ * Returns SL_OK with *out a new object (empty for an empty body; for a JSON
+ * body any JSON value, which callers refuse unless it is an object) and *kind
  * set, or SL_ERR_INVALID with a message in err (Kong's "Cannot parse JSON
  * body" for bad or too deep JSON, or a description of the bad form body);
  * *out is untouched on error.

@@ -976,7 +976,9 @@ static int post_config(sl_areq_t *r)
     json_t *doc = NULL;
     sl_errors_init(&errs);
     int rc = sl_declarative_load_string(text, len, &doc, &errs);
-    json_t *raw = parse_raw(text, len);
+    /* The text as given is needed for error reports and for updated_at
+     * values; a large valid document without any is not parsed twice. */
+    json_t *raw = rc != SL_OK || memmem(text, len, "updated_at", 10) ? parse_raw(text, len) : NULL;
     json_decref(form);
     if (rc != SL_OK) {
         json_t *fields = json_object(), *flattened = NULL;

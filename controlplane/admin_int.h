@@ -36,18 +36,21 @@ enum {
 };
 
 struct sl_admin_s {
-    struct event_base *base;           /* borrowed */
-    struct evhttp *http;               /* owned */
-    struct evhttp_bound_socket *bound; /* owned by http */
-    sl_store_t *store;                 /* borrowed */
-    char *token;                       /* owned; NULL: no authentication */
-    char *prefix;                      /* owned */
+    struct event_base *base;             /* borrowed */
+    struct evhttp *http;                 /* owned: the plain listeners; NULL when there are none */
+    struct evhttp *https;                /* owned: the TLS listeners; NULL when there are none */
+    SSL_CTX *ssl_ctx;                    /* owned reference; NULL without TLS listeners */
+    uint16_t ports[SL_ADMIN_MAX_LISTEN]; /* bound ports, in admin_listen order */
+    size_t nlisten;
+    sl_store_t *store; /* borrowed */
+    char *token;       /* owned; NULL: no authentication */
+    char *prefix;      /* owned */
     uint64_t map_size;
-    uint16_t port;
     char node_id[37];
     char hostname[256];
     json_t *configuration; /* owned reference */
     uint64_t total_requests;
+    uint64_t connections_accepted;
 };
 
 /* One request being answered; lives on handle_request's stack. */
@@ -67,6 +70,9 @@ typedef struct sl_areq_s {
 
 /* Replies with a JSON body (stolen; NULL for no body, as with 204). */
 void sl_admin_reply(sl_areq_t *r, int status, json_t *body);
+/* Replies with the JSON text in body (200-class answers built as text);
+ * takes body's heap copy over, so only sl_sb_dispose remains to be done. */
+void sl_admin_reply_sb(sl_areq_t *r, int status, struct sl_sb_s *body);
 /* {"message": msg} */
 void sl_admin_reply_msg(sl_areq_t *r, int status, const char *msg);
 /* Kong's error object {code, name, message, fields}; fields stolen (may be NULL). */

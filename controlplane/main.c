@@ -26,7 +26,10 @@
 
 static const sl_conf_key_t cp_keys[] = {
     {"prefix", "/usr/local/sluice-cp", "directory for the store, node id and *.addr files"},
-    {"admin_listen", "127.0.0.1:8001", "Admin API address (host:port; port 0 picks one)"},
+    {"admin_listen", "127.0.0.1:8001",
+     "Admin API addresses: host:port[ ssl], ... (port 0 picks one)"},
+    {"admin_ssl_cert", NULL, "PEM certificate (chain) for the ssl admin_listen entries"},
+    {"admin_ssl_cert_key", NULL, "PEM private key of admin_ssl_cert"},
     {"admin_token", NULL, "if set, every Admin API request needs Authorization: Bearer <token>"},
     {"lmdb_map_size", "1g", "largest size of the configuration store"},
     {"lmdb_changes_depth", "10000", "configuration versions whose changes are kept"},
@@ -154,8 +157,20 @@ int main(int argc, char **argv)
     if (!prefix || !*prefix)
         sl_errors_add(&errs, "prefix: must not be empty");
     const char *listen = sl_conf_get(conf, "admin_listen");
-    if (!listen || !strchr(listen, ':'))
-        sl_errors_add(&errs, "admin_listen: '%s' is not host:port", listen ? listen : "");
+    sl_admin_listen_t listeners[SL_ADMIN_MAX_LISTEN];
+    size_t nlisten = 0;
+    char msg[1024];
+    bool any_ssl = false;
+    if (sl_admin_parse_listen(listen, listeners, SL_ADMIN_MAX_LISTEN, &nlisten, msg, sizeof(msg)) !=
+        SL_OK)
+        sl_errors_add(&errs, "%s", msg);
+    for (size_t i = 0; i < nlisten; i++)
+        any_ssl = any_ssl || listeners[i].ssl;
+    SSL_CTX *ssl_ctx = NULL;
+    if (any_ssl && sl_admin_tls_context(sl_conf_get(conf, "admin_ssl_cert"),
+                                        sl_conf_get(conf, "admin_ssl_cert_key"), &ssl_ctx, msg,
+                                        sizeof(msg)) != SL_OK)
+        sl_errors_add(&errs, "%s", msg);
     const char *token = sl_conf_get(conf, "admin_token");
     if (token && *token && strlen(token) < 8)
         sl_errors_add(&errs, "admin_token: too short (use at least 8 characters)");
@@ -164,11 +179,13 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "sluice-cp: invalid configuration: %s\n", errs.items[i]);
         sl_errors_dispose(&errs);
+        SSL_CTX_free(ssl_ctx);
         sl_conf_free(conf);
         return 2;
     }
     if (test_only) {
         printf("sluice-cp: configuration ok\n");
+        SSL_CTX_free(ssl_ctx);
         sl_conf_free(conf);
         return 0;
     }
@@ -176,11 +193,13 @@ int main(int argc, char **argv)
     const char *elog = sl_conf_get(conf, "error_log");
     if (elog && *elog && strcmp(elog, "stderr") != 0 && sl_log_open(elog) != SL_OK) {
         fprintf(stderr, "sluice-cp: error_log: cannot open '%s': %s\n", elog, strerror(errno));
+        SSL_CTX_free(ssl_ctx);
         sl_conf_free(conf);
         return 2;
     }
     if (mkdir_p(prefix) != 0) {
         fprintf(stderr, "sluice-cp: prefix: cannot create '%s': %s\n", prefix, strerror(errno));
+        SSL_CTX_free(ssl_ctx);
         sl_conf_free(conf);
         return 2;
     }
@@ -195,47 +214,68 @@ int main(int argc, char **argv)
         if (errs.n == 0)
             fprintf(stderr, "sluice-cp: store: cannot open '%s'\n", dir);
         sl_errors_dispose(&errs);
+        SSL_CTX_free(ssl_ctx);
         sl_conf_free(conf);
         return 1;
     }
 
     struct event_base *base = event_base_new();
     json_t *shown = sanitized_conf(conf);
-    sl_admin_opts_t ao = {.listen = listen,
+    sl_admin_opts_t ao = {.listen = listeners,
+                          .nlisten = nlisten,
+                          .ssl_ctx = ssl_ctx,
                           .token = token,
                           .prefix = prefix,
                           .map_size = map_size,
                           .configuration = shown};
     sl_admin_t *admin = NULL;
-    if (sl_admin_new(base, store, &ao, &admin) != SL_OK) {
-        fprintf(stderr, "sluice-cp: admin_listen: cannot listen on '%s': %s\n", listen,
-                strerror(errno));
-        json_decref(shown);
+    int arc = sl_admin_new(base, store, &ao, &admin, msg, sizeof(msg));
+    int admin_errno = errno;
+    SSL_CTX_free(ssl_ctx); /* the Admin API holds its own reference */
+    json_decref(shown);
+    if (arc != SL_OK) {
+        fprintf(stderr, "sluice-cp: %s\n", msg);
         event_base_free(base);
         sl_store_close(store);
         sl_conf_free(conf);
-        return errno == EINVAL ? 2 : 1;
+        return admin_errno == EINVAL ? 2 : 1;
     }
-    json_decref(shown);
 
-    /* Tell tests and tools where we listen (port 0 picks a free one). */
-    char path[4096], text[300];
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
-    if (!strcmp(host, "0.0.0.0") || !strcmp(host, "*") || !*host)
-        snprintf(host, sizeof(host), "127.0.0.1");
-    snprintf(path, sizeof(path), "%s/admin.addr", prefix);
-    snprintf(text, sizeof(text), "%s:%u\n", host, (unsigned)sl_admin_port(admin));
-    if (sl_write_file_atomic(path, text, strlen(text)) != SL_OK)
-        SL_WARN("cannot write %s: %s", path, strerror(errno));
+    /* Tell tests and tools where we listen (port 0 picks a free one):
+     * admin.addr gets the first plain listener, admin_ssl.addr the first TLS
+     * one. admin_ssl.addr is written first, so that whoever sees admin.addr
+     * sees both. */
+    bool wrote_plain = false, wrote_ssl = false;
+    for (size_t j = 0; j < 2 * nlisten; j++) {
+        size_t i = j % nlisten;
+        if (listeners[i].ssl != (j < nlisten))
+            continue;
+        bool *wrote = listeners[i].ssl ? &wrote_ssl : &wrote_plain;
+        char path[4096], text[300];
+        const char *host = listeners[i].host;
+        if (!strcmp(host, "0.0.0.0"))
+            host = "127.0.0.1";
+        else if (!strcmp(host, "::"))
+            host = "::1";
+        bool v6 = strchr(host, ':') != NULL;
+        SL_NOTICE("admin API listening on %s%s%s:%u%s", v6 ? "[" : "", host, v6 ? "]" : "",
+                  (unsigned)sl_admin_port(admin, i), listeners[i].ssl ? " (TLS)" : "");
+        if (*wrote)
+            continue;
+        *wrote = true;
+        snprintf(path, sizeof(path), "%s/%s", prefix,
+                 listeners[i].ssl ? "admin_ssl.addr" : "admin.addr");
+        snprintf(text, sizeof(text), "%s%.128s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "",
+                 (unsigned)sl_admin_port(admin, i));
+        if (sl_write_file_atomic(path, text, strlen(text)) != SL_OK)
+            SL_WARN("cannot write %s: %s", path, strerror(errno));
+    }
 
     struct event *sig_term = evsignal_new(base, SIGTERM, on_stop_signal, base);
     struct event *sig_int = evsignal_new(base, SIGINT, on_stop_signal, base);
     event_add(sig_term, NULL);
     event_add(sig_int, NULL);
-    SL_NOTICE("sluice-cp %s started: admin API on %s:%u, store %s (version %llu)", SL_CP_VERSION,
-              host, (unsigned)sl_admin_port(admin), dir,
+    SL_NOTICE("sluice-cp %s started: store %s (version %llu)", SL_CP_VERSION, dir,
               (unsigned long long)sl_store_version(store));
 
     int rc = event_base_dispatch(base) < 0 ? 1 : 0;

@@ -45,6 +45,7 @@
 #include "store.h"
 
 #include "entities.h"
+#include "json_out.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -635,8 +636,10 @@ void sl_txn_hash(sl_txn_t *t, char out[33])
 }
 
 /* Records the last operation on (entity, id) in the change set; value NULL
- * is a delete. The value is copied. */
-static void record_change(sl_txn_t *t, const char *entity, const char *id, const json_t *value)
+ * is a delete. The value is the entity's compact JSON text (copied), which
+ * write_version splices into the change record as it is. */
+static void record_change(sl_txn_t *t, const char *entity, const char *id, const char *value,
+                          size_t vlen)
 {
     char key[160];
     snprintf(key, sizeof(key), "%s/%s", entity, id);
@@ -644,8 +647,40 @@ static void record_change(sl_txn_t *t, const char *entity, const char *id, const
     json_object_set_new(c, "entity", jcheck(json_string(entity)));
     json_object_set_new(c, "id", jcheck(json_string(id)));
     if (value)
-        json_object_set_new(c, "value", jcheck(json_deep_copy(value)));
+        json_object_set_new(c, "value", jcheck(json_stringn_nocheck(value, vlen)));
     json_object_set_new(t->pending, key, c);
+}
+
+/* Appends the change records of one kind (upserts or deletes) as a JSON
+ * array: {"entity":..,"id":..[,"value":<entity JSON>]} each. */
+static int add_changes(sl_txn_t *t, sl_sb_t *b, bool upserts)
+{
+    const char *key;
+    json_t *c;
+    bool first = true;
+    sl_sb_addlit(b, "[");
+    json_object_foreach(t->pending, key, c)
+    {
+        json_t *v = json_object_get(c, "value");
+        if ((v != NULL) != upserts)
+            continue;
+        if (!first)
+            sl_sb_addlit(b, ",");
+        first = false;
+        sl_sb_addlit(b, "{\"entity\":");
+        if (sl_json_out(b, json_object_get(c, "entity")) != SL_OK)
+            return SL_ERR_INVALID;
+        sl_sb_addlit(b, ",\"id\":");
+        if (sl_json_out(b, json_object_get(c, "id")) != SL_OK)
+            return SL_ERR_INVALID;
+        if (v) {
+            sl_sb_addlit(b, ",\"value\":");
+            sl_sb_add(b, json_string_value(v), json_string_length(v));
+        }
+        sl_sb_addlit(b, "}");
+    }
+    sl_sb_addlit(b, "]");
+    return SL_OK;
 }
 
 /* Deletes change records with versions <= cut. */
@@ -676,23 +711,23 @@ static int write_version(sl_txn_t *t)
     int mrc;
 
     if (s->depth > 0) {
-        json_t *ups = jcheck(json_array()), *dels = jcheck(json_array());
-        const char *key;
-        json_t *c;
-        json_object_foreach(t->pending, key, c)
-        {
-            json_array_append(json_object_get(c, "value") ? ups : dels, c);
+        char st[4096];
+        sl_sb_t b;
+        sl_sb_init(&b, st, sizeof(st));
+        sl_sb_addlit(&b, "{\"upserts\":");
+        int rc = add_changes(t, &b, true);
+        if (rc == SL_OK) {
+            sl_sb_addlit(&b, ",\"deletes\":");
+            rc = add_changes(t, &b, false);
         }
-        json_t *rec = jcheck(json_object());
-        json_object_set_new(rec, "upserts", ups);
-        json_object_set_new(rec, "deletes", dels);
-        char *text = json_dumps(rec, JSON_COMPACT);
-        json_decref(rec);
-        if (text == NULL)
+        sl_sb_addlit(&b, "}");
+        if (rc != SL_OK) {
+            sl_sb_dispose(&b);
             return txn_fail(t, ENOMEM, "encode change record");
-        MDB_val k = {8, vkey}, v = {strlen(text), text};
+        }
+        MDB_val k = {8, vkey}, v = {b.len, b.p};
         mrc = mdb_put(t->txn, s->changes, &k, &v, 0);
-        free(text);
+        sl_sb_dispose(&b);
         if (mrc != 0)
             return txn_fail(t, mrc, "write change record");
     }
@@ -1013,10 +1048,10 @@ int sl_txn_put(sl_txn_t *t, const char *entity, json_t *obj, const char **confli
         *conflict_field = e ? "id" : NULL;
         return SL_ERR_INVALID;
     }
-    char *text = json_dumps(obj, JSON_COMPACT);
+    size_t tlen = 0;
+    char *text = sl_json_out_dup(obj, &tlen);
     if (text == NULL)
-        return SL_ERR_NOMEM;
-    size_t tlen = strlen(text);
+        return SL_ERR_NOMEM; /* as json_dumps: a value JSON cannot express */
 
     json_t *old = NULL;
     MDB_val k = {strlen(id), (void *)id}, v;
@@ -1048,7 +1083,7 @@ int sl_txn_put(sl_txn_t *t, const char *entity, json_t *obj, const char **confli
         rc = txn_fail(t, mrc, "write entity");
         goto out;
     }
-    record_change(t, entity, id, obj);
+    record_change(t, entity, id, text, tlen);
 
 out:
     json_decref(old);
@@ -1147,7 +1182,7 @@ static int delete_entity(sl_txn_t *t, size_t ei, const char *id)
             rc = txn_fail(t, mrc, "delete entity");
     }
     if (rc == SL_OK)
-        record_change(t, e->schema->name, id, NULL);
+        record_change(t, e->schema->name, id, NULL, 0);
     json_decref(obj);
     return rc;
 }
@@ -1200,7 +1235,7 @@ int sl_txn_clear(sl_txn_t *t)
                 continue;
             memcpy(id, k.mv_data, k.mv_size);
             id[k.mv_size] = '\0';
-            record_change(t, e->schema->name, id, NULL);
+            record_change(t, e->schema->name, id, NULL, 0);
         }
         mdb_cursor_close(c);
         if (mrc == MDB_NOTFOUND)
@@ -1223,8 +1258,49 @@ int sl_txn_clear(sl_txn_t *t)
 /* Listings                                                                  */
 
 /* Walks the entity table, or a foreign-key index for one parent. */
+/* The output of sl_txn_list_text while it walks. */
+struct text_out {
+    sl_sb_t *sb;
+    size_t n;
+    char *last_id; /* ID_MAX + 1 bytes */
+};
+
+/* Appends the stored text of the entity at cursor position (k, v): the
+ * table's own entry, or for a foreign-key walk ("<fid>:<id>" keys) the entity
+ * that entry names. */
+static int add_text(sl_txn_t *t, const struct ent *e, const struct fkidx *fk, size_t plen,
+                    const MDB_val *k, const MDB_val *v, struct text_out *out)
+{
+    const char *id = k->mv_data;
+    size_t idlen = k->mv_size;
+    MDB_val ev = *v;
+    if (fk) {
+        id += plen;
+        idlen -= plen;
+        if (!valid_id_str(id, idlen))
+            return corrupt(t, "foreign-key index");
+        MDB_val ek = {idlen, (void *)id};
+        int mrc = mdb_get(t->txn, e->dbi, &ek, &ev);
+        if (mrc == MDB_NOTFOUND)
+            return corrupt(t, "foreign-key index");
+        if (mrc != 0)
+            return txn_fail(t, mrc, "read entity");
+    }
+    const char *p = ev.mv_data;
+    if (idlen > ID_MAX || ev.mv_size < 2 || p[0] != '{' || p[ev.mv_size - 1] != '}')
+        return corrupt(t, e->schema->name);
+    if (out->n)
+        sl_sb_addlit(out->sb, ",");
+    sl_sb_add(out->sb, p, ev.mv_size);
+    memcpy(out->last_id, id, idlen);
+    out->last_id[idlen] = '\0';
+    out->n++;
+    return SL_OK;
+}
+
 static int list_walk(sl_txn_t *t, struct ent *e, struct fkidx *fk, const char *fk_id,
-                     const char *after_id, size_t limit, json_t *arr, bool *more)
+                     const char *after_id, size_t limit, json_t *arr, struct text_out *text,
+                     bool *more)
 {
     char kbuf[2 * ID_MAX + 8];
     size_t plen = 0, slen = 0;
@@ -1245,9 +1321,14 @@ static int list_walk(sl_txn_t *t, struct ent *e, struct fkidx *fk, const char *f
          mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (!has_prefix(&k, kbuf, plen))
             break;
-        if (json_array_size(arr) == limit) {
+        if ((text ? text->n : json_array_size(arr)) == limit) {
             *more = true;
             break;
+        }
+        if (text) {
+            if ((rc = add_text(t, e, fk, plen, &k, &v, text)) != SL_OK)
+                break;
+            continue;
         }
         json_t *obj;
         if (fk) {
@@ -1295,13 +1376,45 @@ int sl_txn_list(sl_txn_t *t, const char *entity, const char *fk_field, const cha
     json_t *arr = jcheck(json_array());
     /* A parent id that cannot exist has no children. */
     if (fk == NULL || (fk_id && valid_id_str(fk_id, strlen(fk_id))))
-        rc = list_walk(t, e, fk, fk_id, after_id, limit, arr, more);
+        rc = list_walk(t, e, fk, fk_id, after_id, limit, arr, NULL, more);
     if (rc != SL_OK) {
         json_decref(arr);
         *more = false;
         return rc;
     }
     *out = arr;
+    return SL_OK;
+}
+
+int sl_txn_list_text(sl_txn_t *t, const char *entity, const char *fk_field, const char *fk_id,
+                     const char *after_id, size_t limit, sl_sb_t *out, size_t *n, char *last_id,
+                     bool *more)
+{
+    *n = 0;
+    *more = false;
+    last_id[0] = '\0';
+    int rc = usable(t, false);
+    if (rc != SL_OK)
+        return rc;
+    struct ent *e = find_ent(t->s, entity, NULL);
+    if (e == NULL)
+        return SL_ERR_INVALID;
+    struct fkidx *fk = NULL;
+    if (fk_field && (fk = find_fk(e, fk_field)) == NULL)
+        return SL_ERR_INVALID;
+    if (after_id && strlen(after_id) > ID_MAX)
+        return SL_ERR_INVALID;
+    struct text_out text = {.sb = out, .n = 0, .last_id = last_id};
+    size_t start = out->len;
+    if (fk == NULL || (fk_id && valid_id_str(fk_id, strlen(fk_id))))
+        rc = list_walk(t, e, fk, fk_id, after_id, limit, NULL, &text, more);
+    if (rc != SL_OK) {
+        out->len = start;
+        last_id[0] = '\0';
+        *more = false;
+        return rc;
+    }
+    *n = text.n;
     return SL_OK;
 }
 

@@ -108,6 +108,18 @@ int sl_txn_delete(sl_txn_t *t, const char *entity, const char *id, const char **
 int sl_txn_list(sl_txn_t *t, const char *entity, const char *fk_field, const char *fk_id,
                 const char *after_id, size_t limit, json_t **out, bool *more);
 
+struct sl_sb_s;
+
+/*
+ * sl_txn_list without parsing: appends the stored compact JSON text of each
+ * entity to out, separated by commas (no brackets), for a reply that splices
+ * them as they are. *n gets the number appended, last_id (37 bytes) the id
+ * of the last one ("" when none). Same return codes as sl_txn_list.
+ */
+int sl_txn_list_text(sl_txn_t *t, const char *entity, const char *fk_field, const char *fk_id,
+                     const char *after_id, size_t limit, struct sl_sb_s *out, size_t *n,
+                     char *last_id, bool *more);
+
 /* Every (entity, id) carrying `tag`, in tag index order, after the cursor
  * "<entity>\0<id>" given as after_entity/after_id (NULL: start). Each element
  * of *out is {"entity_name": ..., "entity_id": ..., "tag": ...} (Kong's /tags

@@ -294,3 +294,9 @@ start_dp dpidle "$WORK/one-route.json" 1 "keepalive_timeout = 300s" "client_head
 stop_pid "$dpidle_PID"
 "$PYTHON" "$HERE/idle_conns.py" --addr "127.0.0.1:$NGX_PORT" --pid "$proxy_PID" \
     --conns "$IDLE_CONNS" --label "nginx proxy (1 worker)" || echo "  (nginx: some connections failed)"
+
+# ================================================================ 4. control plane
+
+echo
+"$PYTHON" "$HERE/cp_bench.py" --cp "$SLUICE_BUILD/bin/sluice-cp" ||
+    echo "  (control-plane benchmark failed)"

@@ -5,6 +5,8 @@ import uuid
 
 import pytest
 
+from .conftest import Client
+
 
 def _populate(cp, pki):
     cp.post("/services", {"name": "s1", "url": "http://a.test:8080/p", "tags": ["t"]})
@@ -174,6 +176,15 @@ def test_root_and_status(cp):
     assert r.status == 200
     assert r.json["database"] == {"reachable": True}
     assert r.json["server"]["total_requests"] >= 2
+    accepted = r.json["server"]["connections_accepted"]
+    assert accepted >= 1 and r.json["server"]["connections_handled"] == accepted
+    for _ in range(3):  # three new connections
+        c = Client(cp.host, cp.port)
+        assert c.get("/").status == 200
+        c.close()
+    s = cp.get("/status").json["server"]
+    assert s["connections_accepted"] >= accepted + 3
+    assert s["total_requests"] >= r.json["server"]["total_requests"] + 4
     v0 = r.json["configuration_version"]
     cp.post("/services", {"host": "a.test"})
     assert cp.get("/status").json["configuration_version"] == v0 + 1

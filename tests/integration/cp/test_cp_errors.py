@@ -222,3 +222,19 @@ def test_unknown_field(cp):
     r = cp.post("/services", {"host": "a.test", "nope": 1})
     assert r.status == 400 and r.json["fields"] == {"nope": "unknown field"}
     assert r.json["message"] == "schema violation (nope: unknown field)"
+
+
+def test_form_and_query_keys_that_are_not_utf8(cp):
+    # these used to hang the (single-threaded) Admin API for good
+    for body in ("%FF[1]=x", "name=s&%C3[2]=y", "host=a.test&tags=%FF"):
+        r = cp.request("POST", "/services", data=body,
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 400, body
+        assert r.json["message"].startswith("Cannot parse form body")
+    r = cp.get("/services?%FF[1]=x&size=5")
+    assert r.status == 200 and r.json["data"] == []
+    r = cp.request("POST", "/services", data="--B\r\nContent-Disposition: form-data; "
+                   "name=\"n%FF\"\r\n\r\nv\r\n--B--".replace("%FF", "\u00ff").encode("latin-1"),
+                   headers={"Content-Type": "multipart/form-data; boundary=B"})
+    assert r.status == 400
+    assert cp.post("/services", {"name": "after", "host": "a.test"}).status == 201

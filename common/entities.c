@@ -613,7 +613,6 @@ char *sl_route_path_normalize(const char *uri, bool merge_slashes)
     size_t nseg = 0, olen = 0;
     const char *p = in;
     while (*p) {
-        size_t rem = strlen(p);
         if (strcmp(p, "/.") == 0) {
             p = "/";
         } else if (strcmp(p, "/..") == 0) {
@@ -621,7 +620,7 @@ char *sl_route_path_normalize(const char *uri, bool merge_slashes)
             if (nseg > 0)
                 olen = seg[--nseg];
         } else if (strcmp(p, ".") == 0 || strcmp(p, "..") == 0) {
-            p += rem;
+            p += strlen(p);
         } else if (strncmp(p, "../", 3) == 0) {
             p += 3;
         } else if (strncmp(p, "./", 2) == 0) {
@@ -635,8 +634,10 @@ char *sl_route_path_normalize(const char *uri, bool merge_slashes)
         } else if (merge_slashes && strncmp(p, "//", 2) == 0) {
             p += 1;
         } else {
+            /* one segment at a time: measuring all that remains on each
+             * step would make a long path quadratic */
             const char *slash = strchr(p + 1, '/');
-            size_t sl = slash ? (size_t)(slash - p) : rem;
+            size_t sl = slash ? (size_t)(slash - p) : strlen(p);
             seg[nseg++] = olen;
             memcpy(out + olen, p, sl);
             olen += sl;

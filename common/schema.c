@@ -232,21 +232,46 @@ static json_t *missing_value(const sl_field_t *f, const struct vctx *c)
     return NULL;
 }
 
-/* Drops repeated scalar elements of a set, keeping the first of each. */
+/* A text naming a scalar up to json_equal: its JSON form, with -0.0 spelled
+ * as 0.0 (json_equal compares reals with ==). Reals always print with '.' or
+ * 'e', so they never meet integers. */
+static char *scalar_key(const json_t *v)
+{
+    if (json_is_real(v) && json_real_value(v) == 0)
+        return sl_xstrdup("0.0");
+    char *k = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    SL_ASSERT(k != NULL);
+    return k;
+}
+
+/* Drops repeated scalar elements of a set, keeping the first of each. A hash
+ * of the scalars seen keeps this linear: sets come from the user, and a
+ * pairwise scan of a million-element one takes hours. */
 static void dedupe_set(json_t *arr)
 {
-    for (size_t i = 1; i < json_array_size(arr);) {
+    if (json_array_size(arr) < 2)
+        return;
+    json_t *seen = json_object();
+    json_t *kept = json_array();
+    for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *v = json_array_get(arr, i);
-        bool dup = false;
         if (!json_is_object(v) && !json_is_array(v)) {
-            for (size_t j = 0; j < i && !dup; j++)
-                dup = json_equal(v, json_array_get(arr, j));
+            char *k = scalar_key(v);
+            bool dup = json_object_get(seen, k) != NULL;
+            if (!dup)
+                json_object_set_new(seen, k, json_true());
+            free(k);
+            if (dup)
+                continue;
         }
-        if (dup)
-            json_array_remove(arr, i);
-        else
-            i++;
+        json_array_append(kept, v);
     }
+    if (json_array_size(kept) < json_array_size(arr)) {
+        json_array_clear(arr);
+        json_array_extend(arr, kept);
+    }
+    json_decref(kept);
+    json_decref(seen);
 }
 
 /*

@@ -241,16 +241,15 @@ int sl_read_file(const char *path, size_t max, char **out, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return SL_ERR_IO;
-    size_t cap = 4096, n = 0;
+    /* Reads up to max + 1 bytes: a file of exactly max bytes is accepted,
+     * one byte more is too big. */
+    size_t cap = SL_MIN((size_t)4096, max + 1), n = 0;
     char *buf = sl_xmalloc(cap + 1);
     for (;;) {
         if (n == cap) {
-            if (cap >= max) {
-                free(buf);
-                fclose(f);
-                return SL_ERR_TOO_BIG;
-            }
-            cap = SL_MIN(cap * 2, max);
+            if (cap == max + 1)
+                break;
+            cap = cap * 2 < max + 1 ? cap * 2 : max + 1;
             buf = sl_xrealloc(buf, cap + 1);
         }
         size_t r = fread(buf + n, 1, cap - n, f);
@@ -260,9 +259,9 @@ int sl_read_file(const char *path, size_t max, char **out, size_t *len)
     }
     int err = ferror(f);
     fclose(f);
-    if (err) {
+    if (err || n > max) {
         free(buf);
-        return SL_ERR_IO;
+        return err ? SL_ERR_IO : SL_ERR_TOO_BIG;
     }
     buf[n] = '\0';
     *out = buf;

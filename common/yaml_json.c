@@ -14,8 +14,11 @@
  *
  * Anchors and aliases work by copying: an alias becomes a deep copy of the
  * anchored node, so later in-place edits of the configuration never alias
- * each other. A budget on the nodes aliases may add keeps an alias bomb from
- * exhausting memory. Duplicate mapping keys are an error, as YAML requires.
+ * each other. Budgets on the nodes and on the bytes of text aliases may add
+ * keep an alias bomb, of many nodes or of one long string, from exhausting
+ * memory, and a copy counts towards the depth limit where it lands (else a
+ * chain of aliases could nest without bound). Duplicate mapping keys are an
+ * error, as YAML requires. Scalars holding NUL are refused, as in JSON.
  */
 #include "yaml_json.h"
 #include "util.h"
@@ -38,25 +41,53 @@ struct builder {
     json_t *anchors; /* name -> node (a reference kept for aliases) */
     json_t *root;
     bool have_root;
-    size_t alias_nodes;
+    size_t alias_nodes, alias_bytes;
     char err[512];
 };
 
-static size_t count_nodes(const json_t *v)
+/* Nodes in v; *bytes grows by the length of its strings and keys. */
+static size_t count_nodes(const json_t *v, size_t *bytes)
 {
     size_t n = 1;
     if (json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++)
-            n += count_nodes(json_array_get(v, i));
+            n += count_nodes(json_array_get(v, i), bytes);
     } else if (json_is_object(v)) {
         const char *k;
         const json_t *x;
         json_object_foreach((json_t *)v, k, x)
         {
-            n += count_nodes(x);
+            *bytes += strlen(k);
+            n += count_nodes(x, bytes);
         }
+    } else if (json_is_string(v)) {
+        *bytes += json_string_length(v);
     }
     return n;
+}
+
+/* Depth of nested collections in v (a scalar is 0). Anchored nodes obey the
+ * depth limit, so the recursion is bounded by it. */
+static size_t nesting(const json_t *v)
+{
+    size_t max = 0;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            size_t d = nesting(json_array_get(v, i));
+            max = SL_MAX(max, d);
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        const json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            size_t d = nesting(x);
+            max = SL_MAX(max, d);
+        }
+    } else {
+        return 0;
+    }
+    return max + 1;
 }
 
 static bool plain_is(const char *s, const char *a, const char *b, const char *c)
@@ -140,6 +171,14 @@ static json_t *scalar_value(struct builder *b, const yaml_event_t *ev)
     bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
     size_t line = ev->start_mark.line + 1;
 
+    /* JSON input cannot carry NUL either (jansson refuses \u0000), and every
+     * consumer of a configuration string treats it as a C string: "a\0.com"
+     * would pass validation as "a" and then mean something else. */
+    if (memchr(s, '\0', len) != NULL) {
+        snprintf(b->err, sizeof(b->err),
+                 "line %zu: a value contains a NUL character (\\0); remove it", line);
+        return NULL;
+    }
     if (tag && strcmp(tag, "!") != 0) {
         json_int_t i;
         double d;
@@ -294,13 +333,28 @@ static bool handle_event(struct builder *b, const yaml_event_t *ev)
             snprintf(b->err, sizeof(b->err), "line %zu: unknown anchor '%.200s'", line, name);
             return false;
         }
-        size_t n = count_nodes(target);
+        /* a copy nests as deep as its anchor did, wherever it lands */
+        if (nesting(target) > b->max_depth - b->depth) {
+            snprintf(b->err, sizeof(b->err), "line %zu: nesting deeper than %zu levels", line,
+                     b->max_depth);
+            return false;
+        }
+        size_t bytes = 0;
+        size_t n = count_nodes(target, &bytes);
         if (n > SL_YAML_MAX_ALIAS_NODES - b->alias_nodes) {
             snprintf(b->err, sizeof(b->err), "line %zu: aliases expand to more than %u nodes", line,
                      SL_YAML_MAX_ALIAS_NODES);
             return false;
         }
+        /* one long string copied many times is the same bomb */
+        if (bytes > SL_YAML_MAX_ALIAS_BYTES - b->alias_bytes) {
+            snprintf(b->err, sizeof(b->err),
+                     "line %zu: aliases expand to more than %u bytes of text", line,
+                     SL_YAML_MAX_ALIAS_BYTES);
+            return false;
+        }
         b->alias_nodes += n;
+        b->alias_bytes += bytes;
         json_t *copy = json_deep_copy(target);
         return attach(b, copy, json_is_string(target) ? json_string_value(target) : NULL, line);
     }

@@ -196,7 +196,6 @@ static void finish(struct dns_entry *e, int rc)
 
 static void start_lookup(struct dns_entry *e, bool v6);
 
-
 static void on_resolved(int result, char type, int count, int ttl, void *addresses, void *arg)
 {
     struct dns_entry *e = arg;

@@ -1228,6 +1228,154 @@ static void test_big_file(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Found by fuzzing (tests/fuzz/fuzz_declarative.c, fuzz_yaml.c)             */
+
+/* An alias copies its anchor's nesting to wherever it lands, so a chain of
+ * aliases could nest far past the depth limit (and past what the recursive
+ * walks over the document may assume). */
+static void test_alias_depth(void **state)
+{
+    (void)state;
+    sl_errors_t e;
+    sl_errors_init(&e);
+    json_t *v = NULL;
+    const char *ok = "a: &a [[1]]\nb: *a\n";
+    assert_int_equal(sl_yaml_to_json(ok, strlen(ok), 3, &v, &e), SL_OK);
+    json_decref(v);
+    const char *deep = "a: &a [[1]]\nb: [*a]\n";
+    assert_int_equal(sl_yaml_to_json(deep, strlen(deep), 3, &v, &e), SL_ERR_INVALID);
+    assert_string_equal(e.items[0], "invalid YAML at line 2: nesting deeper than 3 levels");
+    sl_errors_dispose(&e);
+
+    /* each anchor wraps the previous one in 60 more levels */
+    size_t cap = 200 * 140, len = 0;
+    char *doc = malloc(cap);
+    len += (size_t)snprintf(doc + len, cap - len, "_format_version: '3.0'\n_ignore:\n");
+    for (int i = 0; i < 150; i++) {
+        len += (size_t)snprintf(doc + len, cap - len, "- &a%d ", i);
+        for (int j = 0; j < 60; j++)
+            doc[len++] = '[';
+        if (i > 0)
+            len += (size_t)snprintf(doc + len, cap - len, "*a%d", i - 1);
+        for (int j = 0; j < 60; j++)
+            doc[len++] = ']';
+        doc[len++] = '\n';
+    }
+    doc[len] = '\0';
+    expect_error(doc, "invalid YAML at line 4: nesting deeper than 64 levels");
+    free(doc);
+}
+
+/* YAML's "\0" escape put NUL bytes into strings that the validators read as C
+ * strings: this host was "a" to the hostname check and "a\0.com" in the
+ * document. JSON input already refused \u0000. */
+static void test_nul_in_yaml(void **state)
+{
+    (void)state;
+    expect_error("_format_version: '3.0'\nservices:\n- name: \"nul\\0inside\"\n"
+                 "  host: \"a\\x00.com\"\n",
+                 "invalid YAML at line 3: a value contains a NUL character (\\0); remove it");
+    expect_error("_format_version: '3.0'\nservices:\n- host: a.com\n  tags: [\"t\\u0000\"]\n",
+                 "invalid YAML at line 4: a value contains a NUL character (\\0); remove it");
+    expect_error("_format_version: '3.0'\n\"x\\0\": 1\n",
+                 "invalid YAML at line 2: a value contains a NUL character (\\0); remove it");
+    expect_error("{\"_format_version\": \"3.0\", \"_comment\": \"\\u0000\"}",
+                 "invalid JSON at line 1, column 47: \\u0000 is not allowed without "
+                 "JSON_ALLOW_NUL near '\"\\u0000\"'");
+}
+
+/* The alias budget counted nodes only: one long string aliased many times
+ * took gigabytes from a file of a few megabytes. */
+static void test_alias_text_bomb(void **state)
+{
+    (void)state;
+    size_t big = 1u << 20, n = 70;
+    char *doc = malloc(big + n * 4 + 64);
+    size_t len = (size_t)sprintf(doc, "a: &a '");
+    memset(doc + len, 'x', big);
+    len += big;
+    len += (size_t)sprintf(doc + len, "'\nb: [");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(doc + len, "%s*a", i ? "," : "");
+    len += (size_t)sprintf(doc + len, "]\n");
+    sl_errors_t e;
+    sl_errors_init(&e);
+    json_t *v = NULL;
+    assert_int_equal(sl_yaml_to_json(doc, len, 8, &v, &e), SL_ERR_INVALID);
+    assert_string_equal(e.items[0],
+                        "invalid YAML at line 2: aliases expand to more than 67108864 bytes of "
+                        "text");
+    sl_errors_dispose(&e);
+    free(doc);
+    /* within the budget, copies are still made */
+    const char *few = "a: &a 'xyz'\nb: [*a, *a]\n";
+    assert_int_equal(sl_yaml_to_json(few, strlen(few), 8, &v, &e), SL_OK);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(v, "b"), 1)), "xyz");
+    json_decref(v);
+}
+
+/* Sets were de-duplicated pairwise: a few hundred thousand tags took hours
+ * (and as many identical ones, minutes of memmove). */
+static void test_large_sets(void **state)
+{
+    (void)state;
+    const size_t n = 300000;
+    size_t cap = n * 20 + 128, len = 0;
+    char *doc = malloc(cap);
+    len +=
+        (size_t)snprintf(doc, cap, "_format_version: '3.0'\nservices:\n- host: a.com\n  tags: [");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(doc + len, cap - len, "t%zu,t%zu,", i, i / 2);
+    len += (size_t)snprintf(doc + len, cap - len, "t0]\n");
+    struct result r;
+    LOAD_OK(r, doc);
+    json_t *tags = json_object_get(entity(&r, "services", 0), "tags");
+    assert_int_equal(json_array_size(tags), n);
+    for (size_t i = 0; i < n; i += 9999) {
+        char want[32];
+        snprintf(want, sizeof(want), "t%zu", i);
+        assert_string_equal(json_string_value(json_array_get(tags, i)), want);
+    }
+    dispose(&r);
+    free(doc);
+
+    /* first of each kept, in order; json_equal's notion of equal */
+    LOAD_OK(
+        r,
+        "_format_version: '3.0'\nroutes:\n- paths: [/]\n  methods: [GET, POST, GET, PUT, POST]\n");
+    json_t *m = json_object_get(entity(&r, "routes", 0), "methods");
+    assert_int_equal(json_array_size(m), 3);
+    assert_string_equal(json_string_value(json_array_get(m, 2)), "PUT");
+    dispose(&r);
+    /* 1, 1.0, 0.0, '1' and x remain (-0.0 equals 0.0): three type errors */
+    r = load("_format_version: '3.0'\nservices:\n- host: a.com\n"
+             "  tags: [1, 1.0, 0.0, -0.0, '1', 1, x]\n");
+    assert_int_equal(r.rc, SL_ERR_INVALID);
+    assert_int_equal(r.errs.n, 3);
+    assert_true(has_error(&r, "services[0].tags[0]: expected a string"));
+    assert_true(has_error(&r, "services[0].tags[1]: expected a string"));
+    assert_true(has_error(&r, "services[0].tags[2]: expected a string"));
+    dispose(&r);
+}
+
+/* Path normalisation measured the rest of the path at every segment, so a
+ * long path with a dot segment took minutes to check. */
+static void test_long_path_normalize(void **state)
+{
+    (void)state;
+    const size_t n = 2000000;
+    char *path = malloc(2 * n + 3);
+    for (size_t i = 0; i < n; i++)
+        memcpy(path + 2 * i, "/a", 2);
+    memcpy(path + 2 * n, "/.", 3);
+    char *out = sl_route_path_normalize(path, true);
+    assert_int_equal(strlen(out), 2 * n + 1);
+    assert_memory_equal(out, path, 2 * n + 1);
+    free(out);
+    free(path);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The schema engine as the Admin API uses it                                */
 
 static void test_schema_fields_shape(void **state)
@@ -1381,6 +1529,11 @@ int main(void)
         cmocka_unit_test(test_credentials),
         cmocka_unit_test(test_certificates),
         cmocka_unit_test(test_big_file),
+        cmocka_unit_test(test_alias_depth),
+        cmocka_unit_test(test_nul_in_yaml),
+        cmocka_unit_test(test_alias_text_bomb),
+        cmocka_unit_test(test_large_sets),
+        cmocka_unit_test(test_long_path_normalize),
         cmocka_unit_test(test_schema_fields_shape),
         cmocka_unit_test(test_plugin_lookup),
         cmocka_unit_test(test_uri_normalize),

@@ -268,3 +268,21 @@ int sl_read_file(const char *path, size_t max, char **out, size_t *len)
     *len = n;
     return SL_OK;
 }
+
+int sl_mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(buf))
+        return SL_ERR_INVALID;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return SL_ERR_IO;
+            *p = '/';
+        }
+    }
+    return (mkdir(buf, 0755) == 0 || errno == EEXIST) ? SL_OK : SL_ERR_IO;
+}

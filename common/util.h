@@ -58,6 +58,10 @@ double sl_wall_time(void);
 uint64_t sl_hash(const void *p, size_t len);
 uint64_t sl_hash_lower(const void *p, size_t len);
 
+/* Creates a directory and its missing parents (mode 0755); errno says why
+ * on failure. */
+int sl_mkdir_p(const char *path);
+
 /* Writes a file atomically (temp file + fsync + rename). */
 int sl_write_file_atomic(const char *path, const void *data, size_t len);
 

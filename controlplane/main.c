@@ -52,24 +52,6 @@ static void usage(FILE *f)
     fprintf(f, "Every key can also be set as SLUICE_<KEY> in the environment.\n");
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(buf))
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return (mkdir(buf, 0755) == 0 || errno == EEXIST) ? 0 : -1;
-}
-
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -197,7 +179,7 @@ int main(int argc, char **argv)
         sl_conf_free(conf);
         return 2;
     }
-    if (mkdir_p(prefix) != 0) {
+    if (sl_mkdir_p(prefix) != 0) {
         fprintf(stderr, "sluice-cp: prefix: cannot create '%s': %s\n", prefix, strerror(errno));
         SSL_CTX_free(ssl_ctx);
         sl_conf_free(conf);

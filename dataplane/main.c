@@ -74,24 +74,6 @@ static void on_libevent_log(int severity, const char *msg)
     sl_log(level, "libevent: %s", msg);
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(buf))
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return (mkdir(buf, 0755) == 0 || errno == EEXIST) ? 0 : -1;
-}
-
 /* Binds one listening socket; port 0 asks the kernel for one. */
 static int bind_listener(const sl_listen_t *l, uint16_t port, bool reuseport, uint16_t *bound)
 {
@@ -294,7 +276,7 @@ int main(int argc, char **argv)
                 strerror(errno));
         goto out;
     }
-    if (mkdir_p(app.conf.prefix) != 0) {
+    if (sl_mkdir_p(app.conf.prefix) != 0) {
         fprintf(stderr, "sluice-dp: prefix: cannot create '%s': %s\n", app.conf.prefix,
                 strerror(errno));
         goto out;

@@ -120,20 +120,6 @@ static size_t table_index(const sl_schema_t *s)
     return 0;
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    char *s;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        sl_panic(__FILE__, __LINE__, "vasprintf: out of memory");
-    return s;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Parsing                                                                   */
 
@@ -245,7 +231,7 @@ static void migrate_routes(json_t *routes)
                 m = sl_route_path_normalize(s, true);
             } else {
                 char *n = normalize_regex(s);
-                m = xasprintf("~%s", n);
+                m = sl_xasprintf("~%s", n);
                 free(n);
             }
             json_array_set_new(paths, j, json_string(m));
@@ -312,7 +298,7 @@ static void collect_entity(struct loader *L, json_t *obj, const sl_schema_t *s, 
             continue;
         json_incref(children);
         json_object_del(obj, cs->name);
-        char *cpath = xasprintf("%s.%s", path, cs->name);
+        char *cpath = sl_xasprintf("%s.%s", path, cs->name);
         collect_list(L, children, cs, cpath, (long)idx, fk);
         free(cpath);
         json_decref(children);
@@ -339,7 +325,7 @@ static void collect_list(struct loader *L, json_t *list, const sl_schema_t *s, c
             L->too_many = true;
             return;
         }
-        collect_entity(L, e, s, xasprintf("%s[%zu]", path, i), parent, parent_fk);
+        collect_entity(L, e, s, sl_xasprintf("%s[%zu]", path, i), parent, parent_fk);
     }
 }
 
@@ -444,12 +430,12 @@ static char *kong_id_name(const struct loader *L, const struct item *it)
                     free(key);
                     return NULL;
                 }
-                char *k2 = xasprintf("%s:%s", key, p);
+                char *k2 = sl_xasprintf("%s:%s", key, p);
                 free(key);
                 key = k2;
             }
             if (!(ef->flags & SL_F_UNIQUE_ALL_WS)) {
-                char *k2 = xasprintf("%s:*", key);
+                char *k2 = sl_xasprintf("%s:*", key);
                 free(key);
                 key = k2;
             }
@@ -465,7 +451,7 @@ static char *fallback_id_name(struct loader *L, const struct item *it, size_t t)
 {
     char *content = json_dumps(it->obj, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     const char *pid = item_id(L, it->parent);
-    char *name = xasprintf("sluice:%s:%s", pid ? pid : "", content ? content : "");
+    char *name = sl_xasprintf("sluice:%s:%s", pid ? pid : "", content ? content : "");
     free(content);
     json_t *count = json_object_get(L->seen[t], name);
     if (count == NULL) {
@@ -474,7 +460,7 @@ static char *fallback_id_name(struct loader *L, const struct item *it, size_t t)
     }
     json_int_t n = json_integer_value(count);
     json_integer_set(count, n + 1);
-    char *twin = xasprintf("%s#%lld", name, (long long)n);
+    char *twin = sl_xasprintf("%s#%lld", name, (long long)n);
     free(name);
     return twin;
 }
@@ -644,7 +630,7 @@ static void check_uniques(struct loader *L)
             const json_t *v = json_object_get(it->obj, f->name);
             if (!json_is_string(v))
                 continue;
-            char *k = xasprintf("%s\n%s\n%s", s->name, f->name, json_string_value(v));
+            char *k = sl_xasprintf("%s\n%s\n%s", s->name, f->name, json_string_value(v));
             if (json_object_get(seen, k))
                 uniqueness_error(L, it, f->name, f->name, json_string_value(v));
             else
@@ -656,18 +642,18 @@ static void check_uniques(struct loader *L)
         const char *field = NULL, *what = NULL, *value = NULL;
         if (strcmp(s->name, "plugins") == 0) {
             value = json_string_value(json_object_get(it->obj, "name"));
-            k = xasprintf("plugins\n%s\n%s\n%s\n%s", value, fk_id(it->obj, "route"),
-                          fk_id(it->obj, "service"), fk_id(it->obj, "consumer"));
+            k = sl_xasprintf("plugins\n%s\n%s\n%s\n%s", value, fk_id(it->obj, "route"),
+                             fk_id(it->obj, "service"), fk_id(it->obj, "consumer"));
             field = "name";
             what = "name, route, service and consumer";
         } else if (strcmp(s->name, "targets") == 0) {
             value = json_string_value(json_object_get(it->obj, "target"));
-            k = xasprintf("targets\n%s\n%s", fk_id(it->obj, "upstream"), value);
+            k = sl_xasprintf("targets\n%s\n%s", fk_id(it->obj, "upstream"), value);
             field = "target";
             what = "upstream and target";
         } else if (strcmp(s->name, "acls") == 0) {
             value = json_string_value(json_object_get(it->obj, "group"));
-            k = xasprintf("acls\n%s\n%s", fk_id(it->obj, "consumer"), value);
+            k = sl_xasprintf("acls\n%s\n%s", fk_id(it->obj, "consumer"), value);
             field = "group";
             what = "consumer and group";
         }

@@ -35,20 +35,6 @@ struct vctx {
 /* ------------------------------------------------------------------------ */
 /* Messages                                                                  */
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    char *s;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        sl_panic(__FILE__, __LINE__, "vasprintf: out of memory");
-    return s;
-}
-
 /* Messages may quote user input; jansson would refuse invalid UTF-8, and a
  * message must never be lost, so strings are stored unchecked. */
 static json_t *msg_take(char *s)
@@ -99,7 +85,7 @@ static char *fill_fmt(const char *fmt, const char *arg)
     const char *p = strstr(fmt, "%s");
     if (p == NULL)
         return sl_xstrdup(fmt);
-    return xasprintf("%.*s%s%s", (int)(p - fmt), fmt, arg, p + 2);
+    return sl_xasprintf("%.*s%s%s", (int)(p - fmt), fmt, arg, p + 2);
 }
 
 static char *int_list(const int64_t *v, size_t n)
@@ -448,12 +434,12 @@ static json_t *run_validators(const sl_field_t *f, const json_t *v)
         m = sl_xstrdup("value must not be true");
     if (!m && f->not_one_of && json_is_string(v) && in_list(f->not_one_of, json_string_value(v))) {
         char *l = plain_list(f->not_one_of);
-        m = xasprintf("must not be one of: %s", l);
+        m = sl_xasprintf("must not be one of: %s", l);
         free(l);
     }
     if (!m && f->one_of && json_is_string(v) && !in_list(f->one_of, json_string_value(v))) {
         char *l = plain_list(f->one_of);
-        m = xasprintf("expected one of: %s", l);
+        m = sl_xasprintf("expected one of: %s", l);
         free(l);
     }
     if (!m && f->one_of_int && json_is_integer(v)) {
@@ -462,7 +448,7 @@ static json_t *run_validators(const sl_field_t *f, const json_t *v)
             found = json_integer_value(v) == f->one_of_int[i];
         if (!found) {
             char *l = int_list(f->one_of_int, f->n_one_of_int);
-            m = xasprintf("expected one of: %s", l);
+            m = sl_xasprintf("expected one of: %s", l);
             free(l);
         }
     }
@@ -473,19 +459,19 @@ static json_t *run_validators(const sl_field_t *f, const json_t *v)
     if (!m && f->between && json_is_number(v)) {
         double d = json_number_value(v);
         if (d < f->min || d > f->max)
-            m = xasprintf("value should be between %lld and %lld", (long long)f->min,
-                          (long long)f->max);
+            m = sl_xasprintf("value should be between %lld and %lld", (long long)f->min,
+                             (long long)f->max);
     }
     unsigned len_min = f->len_min;
     if (len_min == 0 && f->type == SL_FT_STRING)
         len_min = 1;
     if (!m && len_min && value_len(v) < len_min)
-        m = xasprintf("length must be at least %u", len_min);
+        m = sl_xasprintf("length must be at least %u", len_min);
     if (!m && f->len_max && value_len(v) > f->len_max)
-        m = xasprintf("length must be at most %u", f->len_max);
+        m = sl_xasprintf("length must be at most %u", f->len_max);
     if (!m && f->starts_with && json_is_string(v) &&
         strncmp(json_string_value(v), f->starts_with, strlen(f->starts_with)) != 0)
-        m = xasprintf("should start with: %s", f->starts_with);
+        m = sl_xasprintf("should start with: %s", f->starts_with);
     if (!m && f->custom)
         m = f->custom(v);
     if (!m)
@@ -608,12 +594,12 @@ static char *match_value(const sl_match_t *m, const sl_field_t *f, const json_t 
     if (m->flags & SL_M_EQ_NULL)
         return sl_xstrdup("value must be null");
     if (m->not_one_of && json_is_string(v) && in_list(m->not_one_of, json_string_value(v))) {
-        char *l = plain_list(m->not_one_of), *r = xasprintf("must not be one of: %s", l);
+        char *l = plain_list(m->not_one_of), *r = sl_xasprintf("must not be one of: %s", l);
         free(l);
         return r;
     }
     if (m->one_of && (!json_is_string(v) || !in_list(m->one_of, json_string_value(v)))) {
-        char *l = plain_list(m->one_of), *r = xasprintf("expected one of: %s", l);
+        char *l = plain_list(m->one_of), *r = sl_xasprintf("expected one of: %s", l);
         free(l);
         return r;
     }
@@ -623,13 +609,13 @@ static char *match_value(const sl_match_t *m, const sl_field_t *f, const json_t 
         const json_t *e = json_array_get(v, i);
         const char *s = json_is_string(e) ? json_string_value(e) : "";
         if (m->elements_one_of && !in_list(m->elements_one_of, s)) {
-            char *l = plain_list(m->elements_one_of), *r = xasprintf("expected one of: %s", l);
+            char *l = plain_list(m->elements_one_of), *r = sl_xasprintf("expected one of: %s", l);
             free(l);
             return r;
         }
         if (m->elements_not_one_of && in_list(m->elements_not_one_of, s)) {
             char *l = plain_list(m->elements_not_one_of),
-                 *r = xasprintf("must not be one of: %s", l);
+                 *r = sl_xasprintf("must not be one of: %s", l);
             free(l);
             return r;
         }
@@ -641,7 +627,7 @@ static char *match_value(const sl_match_t *m, const sl_field_t *f, const json_t 
             found = json_is_string(e) && strcmp(json_string_value(e), m->contains) == 0;
         }
         if (!found)
-            return xasprintf("expected to contain: %s", m->contains);
+            return sl_xasprintf("expected to contain: %s", m->contains);
     }
     if ((m->flags & SL_M_LEN_EQ0) && value_len(v) != 0)
         return sl_xstrdup("length must be 0");
@@ -803,8 +789,8 @@ static void run_check(const sl_check_t *ck, const sl_schema_t *s, const sl_schem
                 return;
             }
         }
-        entity_error(errs,
-                     msg_take(xasprintf("failed conditional validation given value of field '%s'",
+        entity_error(
+            errs, msg_take(sl_xasprintf("failed conditional validation given value of field '%s'",
                                         ck->if_field)));
         return;
     }

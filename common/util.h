@@ -27,6 +27,7 @@ void *sl_xcalloc(size_t nmemb, size_t size);
 void *sl_xrealloc(void *p, size_t n);
 char *sl_xstrdup(const char *s);
 char *sl_xstrndup(const char *s, size_t n);
+char *sl_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static inline char sl_lower(char c)
 {

@@ -582,18 +582,30 @@ static int resolve_parent(sl_areq_t *r, sl_txn_t *t, const sl_schema_t *parent, 
     return SL_OK;
 }
 
+/*
+ * Begins a transaction and, for a nested path, resolves the parent into pid.
+ * Returns SL_OK, or SL_DONE after answering (no transaction left open).
+ */
+static int begin_nested(sl_areq_t *r, bool write, const sl_schema_t *parent, const char *pkey,
+                        sl_txn_t **t, char pid[37])
+{
+    if (begin(r, write, t) != SL_OK)
+        return SL_DONE;
+    if (parent && resolve_parent(r, *t, parent, pkey, pid) != SL_OK) {
+        sl_txn_abort(*t);
+        return SL_DONE;
+    }
+    return SL_OK;
+}
+
 static int do_get(sl_areq_t *r, const sl_schema_t *s, const char *key, const sl_schema_t *parent,
                   const char *pkey, const char *fk)
 {
     sl_txn_t *t;
     char pid[37] = "", id[37];
     json_t *e = NULL;
-    if (begin(r, false, &t) != SL_OK)
+    if (begin_nested(r, false, parent, pkey, &t, pid) != SL_OK)
         return SL_DONE;
-    if (parent && resolve_parent(r, t, parent, pkey, pid) != SL_OK) {
-        sl_txn_abort(t);
-        return SL_DONE;
-    }
     int rc = lookup(t, s, key, fk, parent ? pid : NULL, id, &e);
     sl_txn_abort(t);
     if (rc == SL_ERR_NOT_FOUND)
@@ -613,12 +625,7 @@ static int do_patch(sl_areq_t *r, const sl_schema_t *s, const char *key, const s
     char pid[37] = "", id[37];
     if (write_body(r, s, &body) != SL_OK)
         return SL_DONE;
-    if (begin(r, true, &t) != SL_OK) {
-        json_decref(body);
-        return SL_DONE;
-    }
-    if (parent && resolve_parent(r, t, parent, pkey, pid) != SL_OK) {
-        sl_txn_abort(t);
+    if (begin_nested(r, true, parent, pkey, &t, pid) != SL_OK) {
         json_decref(body);
         return SL_DONE;
     }
@@ -666,18 +673,12 @@ static int do_put(sl_areq_t *r, const sl_schema_t *s, const char *key, const sl_
         return do_patch(r, s, key, parent, pkey, fk);
     if (write_body(r, s, &body) != SL_OK)
         return SL_DONE;
-    if (begin(r, true, &t) != SL_OK) {
+    if (begin_nested(r, true, parent, pkey, &t, pid) != SL_OK) {
         json_decref(body);
         return SL_DONE;
     }
-    if (parent) {
-        if (resolve_parent(r, t, parent, pkey, pid) != SL_OK) {
-            sl_txn_abort(t);
-            json_decref(body);
-            return SL_DONE;
-        }
+    if (parent)
         json_object_set_new(body, fk, json_pack("{s:s}", "id", pid));
-    }
     int rc = resolve(t, s, key, fk, parent ? pid : NULL, id);
     if (rc == SL_OK) {
         rc = sl_txn_get(t, s->name, id, &old);
@@ -729,12 +730,8 @@ static int do_delete(sl_areq_t *r, const sl_schema_t *s, const char *key, const 
     sl_txn_t *t;
     char pid[37] = "", id[37];
     json_t *e = NULL;
-    if (begin(r, true, &t) != SL_OK)
+    if (begin_nested(r, true, parent, pkey, &t, pid) != SL_OK)
         return SL_DONE;
-    if (parent && resolve_parent(r, t, parent, pkey, pid) != SL_OK) {
-        sl_txn_abort(t);
-        return SL_DONE;
-    }
     int rc = resolve(t, s, key, fk, parent ? pid : NULL, id);
     if (rc == SL_OK)
         rc = sl_txn_get(t, s->name, id, &e);

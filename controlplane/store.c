@@ -1357,22 +1357,35 @@ static int list_walk(sl_txn_t *t, struct ent *e, struct fkidx *fk, const char *f
     return rc;
 }
 
+/* Checks the arguments shared by the list functions and finds the entity
+ * and (optional) foreign-key index to walk. */
+static int list_prepare(sl_txn_t *t, const char *entity, const char *fk_field, const char *after_id,
+                        struct ent **e, struct fkidx **fk)
+{
+    int rc = usable(t, false);
+    if (rc != SL_OK)
+        return rc;
+    *e = find_ent(t->s, entity, NULL);
+    if (*e == NULL)
+        return SL_ERR_INVALID;
+    *fk = NULL;
+    if (fk_field && (*fk = find_fk(*e, fk_field)) == NULL)
+        return SL_ERR_INVALID;
+    if (after_id && strlen(after_id) > ID_MAX)
+        return SL_ERR_INVALID;
+    return SL_OK;
+}
+
 int sl_txn_list(sl_txn_t *t, const char *entity, const char *fk_field, const char *fk_id,
                 const char *after_id, size_t limit, json_t **out, bool *more)
 {
     *out = NULL;
     *more = false;
-    int rc = usable(t, false);
+    struct ent *e;
+    struct fkidx *fk;
+    int rc = list_prepare(t, entity, fk_field, after_id, &e, &fk);
     if (rc != SL_OK)
         return rc;
-    struct ent *e = find_ent(t->s, entity, NULL);
-    if (e == NULL)
-        return SL_ERR_INVALID;
-    struct fkidx *fk = NULL;
-    if (fk_field && (fk = find_fk(e, fk_field)) == NULL)
-        return SL_ERR_INVALID;
-    if (after_id && strlen(after_id) > ID_MAX)
-        return SL_ERR_INVALID;
     json_t *arr = jcheck(json_array());
     /* A parent id that cannot exist has no children. */
     if (fk == NULL || (fk_id && valid_id_str(fk_id, strlen(fk_id))))
@@ -1393,17 +1406,11 @@ int sl_txn_list_text(sl_txn_t *t, const char *entity, const char *fk_field, cons
     *n = 0;
     *more = false;
     last_id[0] = '\0';
-    int rc = usable(t, false);
+    struct ent *e;
+    struct fkidx *fk;
+    int rc = list_prepare(t, entity, fk_field, after_id, &e, &fk);
     if (rc != SL_OK)
         return rc;
-    struct ent *e = find_ent(t->s, entity, NULL);
-    if (e == NULL)
-        return SL_ERR_INVALID;
-    struct fkidx *fk = NULL;
-    if (fk_field && (fk = find_fk(e, fk_field)) == NULL)
-        return SL_ERR_INVALID;
-    if (after_id && strlen(after_id) > ID_MAX)
-        return SL_ERR_INVALID;
     struct text_out text = {.sb = out, .n = 0, .last_id = last_id};
     size_t start = out->len;
     if (fk == NULL || (fk_id && valid_id_str(fk_id, strlen(fk_id))))

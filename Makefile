@@ -7,7 +7,8 @@ Q       := $(if $(filter 1,$(V)),,@)
 CC      ?= cc
 PYTHON  ?= python3
 
-PKGS      := libevent_core libevent_extra libevent_pthreads libevent_openssl openssl libpcre2-8 jansson yaml-0.1 lmdb
+PKGS      := libevent_core libevent_extra libevent_pthreads libevent_openssl openssl libpcre2-8 jansson \
+             yaml-0.1 lmdb libprotobuf-c libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -16,7 +17,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
 OPT     ?= -O2 -g
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(if $(CI),-Werror,) -fno-strict-aliasing \
-           -I. -Icommon -Idataplane -Icontrolplane $(PKG_CFLAGS) $(SAN)
+           -I. -Icommon -Idataplane -Icontrolplane -I$(BUILD)/gen $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 
@@ -26,7 +27,13 @@ CP_SRC     := $(filter-out controlplane/main.c,$(sort $(wildcard controlplane/*.
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+# proto/*.proto -> $(BUILD)/gen/<name>.pb-c.{c,h} (protoc-c), linked into libslcommon.
+PROTO_SRC  := $(sort $(wildcard proto/*.proto))
+PROTO_GEN_C := $(PROTO_SRC:proto/%.proto=$(BUILD)/gen/%.pb-c.c)
+PROTO_GEN_H := $(PROTO_GEN_C:.c=.h)
+PROTO_OBJ  := $(PROTO_GEN_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
 DP_OBJ     := $(DP_SRC:%.c=$(BUILD)/obj/%.o)
 CP_OBJ     := $(CP_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -50,7 +57,20 @@ help:
 	@echo "make run        a local demo"
 	@echo "make format-check / make format"
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto $(PROTO_SRC)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PROTOC  $<")
+	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+.SECONDARY: $(PROTO_GEN_C) $(PROTO_GEN_H)
+
+# Generated code is not ours to lint: compile it without the extra warnings.
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(PROTO_GEN_H)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -std=c11 $(OPT) -I$(BUILD)/gen $(PKG_CFLAGS) $(SAN) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c | $(PROTO_GEN_H)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@

@@ -9,11 +9,22 @@
 #include <ctype.h>
 #include <stdio.h>
 
+/* A key of a family ("pluginserver_*") that was set; families have no
+ * defaults, so only set keys exist. */
+typedef struct dyn_key_s {
+    char *name;
+    char *value;
+} dyn_key_t;
+
 struct sl_conf_s {
     const sl_conf_key_t *keys;
     size_t nkeys;
     char **values; /* owned; NULL when unset */
+    dyn_key_t *dyn;
+    size_t ndyn;
 };
+
+extern char **environ;
 
 sl_conf_t *sl_conf_new(const sl_conf_key_t *keys, size_t nkeys)
 {
@@ -33,23 +44,67 @@ void sl_conf_free(sl_conf_t *c)
         return;
     for (size_t i = 0; i < c->nkeys; i++)
         free(c->values[i]);
+    for (size_t i = 0; i < c->ndyn; i++) {
+        free(c->dyn[i].name);
+        free(c->dyn[i].value);
+    }
+    free(c->dyn);
     free(c->values);
     free(c);
 }
 
-static ssize_t find_key(const sl_conf_t *c, const char *key)
+static bool is_family(const sl_conf_key_t *k)
 {
-    for (size_t i = 0; i < c->nkeys; i++)
-        if (!strcmp(c->keys[i].name, key))
+    size_t n = strlen(k->name);
+    return n > 0 && k->name[n - 1] == '*';
+}
+
+/* The declared key named key; a family's index when key belongs to it (with
+ * *family set), -1 when nothing declares it. */
+static ssize_t find_key(const sl_conf_t *c, const char *key, bool *family)
+{
+    *family = false;
+    for (size_t i = 0; i < c->nkeys; i++) {
+        const char *name = c->keys[i].name;
+        if (is_family(&c->keys[i])) {
+            size_t n = strlen(name) - 1;
+            if (!strncmp(name, key, n) && key[n] != '\0') {
+                *family = true;
+                return (ssize_t)i;
+            }
+        } else if (!strcmp(name, key)) {
             return (ssize_t)i;
+        }
+    }
     return -1;
+}
+
+static dyn_key_t *find_dyn(const sl_conf_t *c, const char *key)
+{
+    for (size_t i = 0; i < c->ndyn; i++)
+        if (!strcmp(c->dyn[i].name, key))
+            return &c->dyn[i];
+    return NULL;
 }
 
 int sl_conf_set(sl_conf_t *c, const char *key, const char *value)
 {
-    ssize_t i = find_key(c, key);
+    bool family;
+    ssize_t i = find_key(c, key, &family);
     if (i < 0)
         return SL_ERR_NOT_FOUND;
+    if (family) {
+        dyn_key_t *d = find_dyn(c, key);
+        if (!d) {
+            c->dyn = sl_xrealloc(c->dyn, (c->ndyn + 1) * sizeof(*c->dyn));
+            d = &c->dyn[c->ndyn++];
+            d->name = sl_xstrdup(key);
+            d->value = NULL;
+        }
+        free(d->value);
+        d->value = sl_xstrdup(value);
+        return SL_OK;
+    }
     free(c->values[i]);
     c->values[i] = sl_xstrdup(value);
     return SL_OK;
@@ -57,9 +112,25 @@ int sl_conf_set(sl_conf_t *c, const char *key, const char *value)
 
 const char *sl_conf_get(const sl_conf_t *c, const char *key)
 {
-    ssize_t i = find_key(c, key);
+    bool family;
+    ssize_t i = find_key(c, key, &family);
     SL_ASSERT(i >= 0); /* asking for an undeclared key is a programming error */
+    if (family) {
+        const dyn_key_t *d = find_dyn(c, key);
+        return d ? d->value : NULL;
+    }
     return c->values[i];
+}
+
+size_t sl_conf_family_count(const sl_conf_t *c)
+{
+    return c->ndyn;
+}
+
+const char *sl_conf_family_key(const sl_conf_t *c, size_t i, const char **value)
+{
+    *value = c->dyn[i].value;
+    return c->dyn[i].name;
 }
 
 static char *trim(char *s)
@@ -115,7 +186,22 @@ int sl_conf_load_file(sl_conf_t *c, const char *path, sl_errors_t *errs)
 void sl_conf_load_env(sl_conf_t *c)
 {
     char name[128];
+    /* Families first: any SLUICE_<FAMILY PREFIX>... variable sets its key. */
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "SLUICE_", 7) != 0 || !eq || (size_t)(eq - *e) >= sizeof(name))
+            continue;
+        size_t n = (size_t)(eq - *e) - 7;
+        for (size_t k = 0; k < n; k++)
+            name[k] = (char)tolower((unsigned char)(*e)[7 + k]);
+        name[n] = '\0';
+        bool family;
+        if (find_key(c, name, &family) >= 0 && family)
+            sl_conf_set(c, name, eq + 1);
+    }
     for (size_t i = 0; i < c->nkeys; i++) {
+        if (is_family(&c->keys[i]))
+            continue;
         int n = snprintf(name, sizeof(name), "SLUICE_%s", c->keys[i].name);
         if (n <= 0 || (size_t)n >= sizeof(name))
             continue;

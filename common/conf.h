@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 typedef struct sl_conf_key_s {
+    /* A name ending in '*' declares a family: every key that starts with
+     * the part before the '*' ("pluginserver_*": pluginserver_go_hello_socket)
+     * is accepted, without a default. */
     const char *name;
     const char *default_value; /* NULL: no default (unset) */
     const char *help;          /* one line, for docs and `-h` */
@@ -36,6 +39,10 @@ int sl_conf_set(sl_conf_t *c, const char *key, const char *value);
 
 /* The value of a key, NULL when unset; "" counts as set. */
 const char *sl_conf_get(const sl_conf_t *c, const char *key);
+
+/* The keys of families that were set, in the order they were first set. */
+size_t sl_conf_family_count(const sl_conf_t *c);
+const char *sl_conf_family_key(const sl_conf_t *c, size_t i, const char **value);
 
 /* Typed getters: on a bad value they append "KEY: message" to errs and leave
  * *out at the key's default (or 0). */

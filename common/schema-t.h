@@ -36,6 +36,7 @@ enum {
     SL_F_EQ_NULL = 1u << 6,       /* any non-null value is an error (err or "value must be null") */
     SL_F_NE_TRUE = 1u << 7,       /* true is an error (err or "value must not be true") */
     SL_F_CASCADE = 1u << 8,       /* foreign key with on_delete = cascade */
+    SL_F_EMPTY_OK = 1u << 9,      /* a string may be empty (Kong's len_min = 0) */
 };
 
 /* How a missing field is filled on create. SL_DEF_NONE gives null to an

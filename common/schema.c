@@ -463,7 +463,7 @@ static json_t *run_validators(const sl_field_t *f, const json_t *v)
                              (long long)f->max);
     }
     unsigned len_min = f->len_min;
-    if (len_min == 0 && f->type == SL_FT_STRING)
+    if (len_min == 0 && f->type == SL_FT_STRING && !(f->flags & SL_F_EMPTY_OK))
         len_min = 1;
     if (!m && len_min && value_len(v) < len_min)
         m = sl_xasprintf("length must be at least %u", len_min);
@@ -581,6 +581,68 @@ json_t *sl_schema_validate_field(const sl_field_t *field, const json_t *value)
 
 /* ------------------------------------------------------------------------ */
 /* Entity checks                                                             */
+
+/*
+ * Entity checks name their fields as Kong does, and like Kong's get_field and
+ * set_field a name may be a dotted path into nested records ("config.allow"),
+ * which lets a plugin subschema check fields of its config record. A path
+ * through anything but an object reads as missing.
+ */
+static const json_t *get_path(const json_t *obj, const char *name)
+{
+    const char *dot;
+    while ((dot = strchr(name, '.')) != NULL) {
+        if (!json_is_object(obj))
+            return NULL;
+        obj = json_object_getn(obj, name, (size_t)(dot - name));
+        name = dot + 1;
+    }
+    return json_is_object(obj) ? json_object_get(obj, name) : NULL;
+}
+
+/* Stores m at a dotted path of errs, creating the objects on the way. Kong
+ * would fail outright where the path crosses an error that is not an object
+ * (a record reported as "required field missing"); that error stays and m is
+ * dropped. Takes the reference to m. */
+static void set_path(json_t *errs, const char *name, json_t *m)
+{
+    const char *dot;
+    while ((dot = strchr(name, '.')) != NULL) {
+        json_t *next = json_object_getn(errs, name, (size_t)(dot - name));
+        if (next == NULL) {
+            next = json_object();
+            json_object_setn_new_nocheck(errs, name, (size_t)(dot - name), next);
+        } else if (!json_is_object(next)) {
+            json_decref(m);
+            return;
+        }
+        errs = next;
+        name = dot + 1;
+    }
+    json_object_set_new_nocheck(errs, name, m);
+}
+
+/* The field a dotted path names, descending through record fields. */
+static const sl_field_t *field_path(const sl_schema_t *s, const sl_schema_t *sub, const char *name)
+{
+    char seg[128];
+    const sl_field_t *f = NULL;
+    const char *dot;
+    while ((dot = strchr(name, '.')) != NULL) {
+        size_t n = (size_t)(dot - name);
+        if (n >= sizeof(seg))
+            return NULL;
+        memcpy(seg, name, n);
+        seg[n] = '\0';
+        f = sl_schema_field(s, sub, seg);
+        if (f == NULL || f->type != SL_FT_RECORD || f->record == NULL)
+            return NULL;
+        s = f->record;
+        sub = NULL;
+        name = dot + 1;
+    }
+    return sl_schema_field(s, sub, name);
+}
 
 /* A conditional's if/then/else matcher applied to one value; f is the field
  * the value belongs to (its `required` counts, as Kong merges the two). */
@@ -704,7 +766,7 @@ static void run_check(const sl_check_t *ck, const sl_schema_t *s, const sl_schem
     const char *missing[64];
     size_t n_missing = 0;
     for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_object_get(obj, names[i]);
+        const json_t *v = get_path(obj, names[i]);
         if (v == NULL) {
             if (!with_missing && req[i])
                 missing[n_missing++] = names[i];
@@ -720,7 +782,7 @@ static void run_check(const sl_check_t *ck, const sl_schema_t *s, const sl_schem
         return;
     if (n_missing) {
         for (size_t i = 0; i < n_missing; i++)
-            json_object_set_new(errs, missing[i], msg("field required for entity check"));
+            set_path(errs, missing[i], msg("field required for entity check"));
         return;
     }
 
@@ -728,39 +790,39 @@ static void run_check(const sl_check_t *ck, const sl_schema_t *s, const sl_schem
     switch (ck->kind) {
     case SL_CHECK_AT_LEAST_ONE_OF:
         for (size_t i = 0; i < n; i++)
-            if (nonempty(json_object_get(obj, names[i])))
+            if (nonempty(get_path(obj, names[i])))
                 return;
         entity_error(
             errs, list_message("at least one of these fields must be non-empty: %s", ck->fields));
         return;
     case SL_CHECK_ONLY_ONE_OF:
         for (size_t i = 0; i < n; i++)
-            count += nonempty(json_object_get(obj, names[i]));
+            count += nonempty(get_path(obj, names[i]));
         if (count != 1)
             entity_error(errs, list_message("exactly one of these fields must be non-empty: %s",
                                             ck->fields));
         return;
     case SL_CHECK_MUTUALLY_REQUIRED:
         for (size_t i = 0; i < n; i++)
-            count += nonempty(json_object_get(obj, names[i]));
+            count += nonempty(get_path(obj, names[i]));
         if (count != 0 && count != n)
             entity_error(errs,
                          list_message("all or none of these fields must be set: %s", ck->fields));
         return;
     case SL_CHECK_MUTUALLY_EXCLUSIVE:
         for (size_t i = 0; i < n; i++)
-            count += nonempty(json_object_get(obj, names[i]));
+            count += nonempty(get_path(obj, names[i]));
         if (count > 1)
             entity_error(
                 errs, list_message("only one or none of these fields must be set: %s", ck->fields));
         return;
     case SL_CHECK_DISTINCT:
         for (size_t i = 0; i < n; i++) {
-            const json_t *a = json_object_get(obj, names[i]);
+            const json_t *a = get_path(obj, names[i]);
             if (!nonempty(a))
                 continue;
             for (size_t j = 0; j < i; j++) {
-                const json_t *b = json_object_get(obj, names[j]);
+                const json_t *b = get_path(obj, names[j]);
                 if (nonempty(b) && json_equal(a, b)) {
                     entity_error(errs, list_message("values of these fields must be distinct: %s",
                                                     ck->fields));
@@ -770,20 +832,20 @@ static void run_check(const sl_check_t *ck, const sl_schema_t *s, const sl_schem
         }
         return;
     case SL_CHECK_CONDITIONAL: {
-        const json_t *if_v = json_object_get(obj, ck->if_field);
-        const json_t *then_v = json_object_get(obj, ck->then_field);
-        char *m = match_value(&ck->if_match, sl_schema_field(s, sub, ck->if_field), if_v);
+        const json_t *if_v = get_path(obj, ck->if_field);
+        const json_t *then_v = get_path(obj, ck->then_field);
+        char *m = match_value(&ck->if_match, field_path(s, sub, ck->if_field), if_v);
         if (m) {
             free(m);
             return;
         }
         if ((ck->then_match.flags & SL_M_REQUIRED) && (then_v == NULL || json_is_null(then_v))) {
-            json_object_set_new(errs, ck->then_field, msg(SL_MSG_REQUIRED));
+            set_path(errs, ck->then_field, msg(SL_MSG_REQUIRED));
         } else {
             m = match_value(&ck->then_match, NULL, then_v);
             if (m == NULL)
                 return;
-            json_object_set_new(errs, ck->then_field, msg_take(m));
+            set_path(errs, ck->then_field, msg_take(m));
             if (ck->then_err) {
                 entity_error(errs, msg_take(fill_fmt(ck->then_err, ck->if_field)));
                 return;
@@ -795,10 +857,10 @@ static void run_check(const sl_check_t *ck, const sl_schema_t *s, const sl_schem
         return;
     }
     case SL_CHECK_CONDITIONAL_AT_LEAST_ONE_OF: {
-        const json_t *if_v = json_object_get(obj, ck->if_field);
+        const json_t *if_v = get_path(obj, ck->if_field);
         if (if_v == NULL)
             return;
-        const sl_field_t *if_f = sl_schema_field(s, sub, ck->if_field);
+        const sl_field_t *if_f = field_path(s, sub, ck->if_field);
         const char *const *list = ck->then_fields;
         const char *fmt = ck->then_err;
         char *m = match_value(&ck->if_match, if_f, if_v);
@@ -815,7 +877,7 @@ static void run_check(const sl_check_t *ck, const sl_schema_t *s, const sl_schem
             fmt = ck->else_err;
         }
         for (size_t i = 0; list && list[i]; i++)
-            if (nonempty(json_object_get(obj, list[i])))
+            if (nonempty(get_path(obj, list[i])))
                 return;
         entity_error(errs, list_message(fmt ? fmt
                                             : "at least one of these fields must be "

@@ -36,6 +36,10 @@ typedef struct sl_str_s {
 
 #define SL_STR(lit) ((sl_str_t){(lit), sizeof(lit) - 1})
 #define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A macro's value as a string literal. */
+#define SL_STRINGIFY_(x) #x
+#define SL_XSTR(x) SL_STRINGIFY_(x)
 #define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SL_MAX(a, b) ((a) > (b) ? (a) : (b))
 

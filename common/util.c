@@ -170,6 +170,8 @@ int sl_parse_duration_ms(const char *s, uint64_t *out)
         *out = n * 60000;
     else if (!strcmp(u, "h"))
         *out = n * 3600000;
+    else if (!strcmp(u, "d"))
+        *out = n * 86400000;
     else
         return SL_ERR_INVALID;
     return SL_OK;

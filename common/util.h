@@ -46,7 +46,7 @@ int sl_parse_u64(const char *p, size_t len, uint64_t max, uint64_t *out);
 /* Parses sizes like "1m", "64k", "512" (bytes). */
 int sl_parse_size(const char *s, uint64_t *out);
 
-/* Parses durations like "60s", "500ms", "5m", "1h"; a bare number is seconds.
+/* Parses durations like "60s", "500ms", "5m", "1h", "14d"; a bare number is seconds.
  * Result in milliseconds. */
 int sl_parse_duration_ms(const char *s, uint64_t *out);
 

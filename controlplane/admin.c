@@ -13,6 +13,8 @@
 #include "entities.h"
 #include "json_out.h"
 #include "log.h"
+#include "cluster.h"
+#include "plugins.h"
 #include "strbuf.h"
 #include "util.h"
 #include "uuid.h"
@@ -581,6 +583,11 @@ static int node_root(sl_areq_t *r)
     if (r->method != EVHTTP_REQ_GET && r->method != EVHTTP_REQ_HEAD)
         return sl_admin_reply_msg(r, 405, "Method not allowed"), SL_DONE;
     json_t *avail = json_object();
+    for (size_t i = 0; i < sl_plugins_count(); i++) {
+        const sl_plugin_info_t *p = sl_plugins_at(i);
+        json_object_set_new(avail, p->name,
+                            json_pack("{s:i,s:s}", "priority", p->priority, "version", p->version));
+    }
     json_t *b = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:i,s:i},s:{s:o,s:o},s:O,s:{s:i,s:[i]},s:s}",
                           "tagline", "Welcome to kong", "version", SL_CP_KONG_VERSION,
                           "sluice_version", SL_CP_VERSION, "edition", "community", "hostname",
@@ -628,12 +635,36 @@ static void dispatch(sl_areq_t *r)
     if (!strcmp(r->seg[0], "plugins") && r->nseg == 2 && !strcmp(r->seg[1], "enabled")) {
         if (r->method != EVHTTP_REQ_GET && r->method != EVHTTP_REQ_HEAD)
             return sl_admin_reply_msg(r, 405, "Method not allowed");
-        return sl_admin_reply(r, 200, json_pack("{s:[]}", "enabled_plugins"));
+        return sl_admin_reply(r, 200,
+                              json_pack("{s:o}", "enabled_plugins", sl_plugins_enabled_names()));
     }
     if (!strcmp(r->seg[0], "plugins") && r->nseg == 3 && !strcmp(r->seg[1], "schema")) {
         char msg[300];
         snprintf(msg, sizeof(msg), "No plugin named '%.200s'", r->seg[2]);
         return sl_admin_reply_msg(r, 404, msg);
+    }
+    if (!strcmp(r->seg[0], "clustering") && r->nseg == 2 &&
+        (!strcmp(r->seg[1], "data-planes") || !strcmp(r->seg[1], "status"))) {
+        if (r->method != EVHTTP_REQ_GET && r->method != EVHTTP_REQ_HEAD)
+            return sl_admin_reply_msg(r, 405, "Method not allowed");
+        json_t *dps = sl_cluster_data_planes(r->admin->cluster);
+        if (!strcmp(r->seg[1], "data-planes"))
+            return sl_admin_reply(r, 200, json_pack("{s:o,s:n}", "data", dps, "next"));
+        /* Kong's deprecated shape: an object keyed by data plane id. */
+        json_t *o = json_object();
+        size_t i;
+        json_t *d;
+        json_array_foreach(dps, i, d)
+        {
+            json_object_set_new(
+                o, json_string_value(json_object_get(d, "id")),
+                json_pack("{s:O,s:O,s:O,s:O}", "config_hash", json_object_get(d, "config_hash"),
+                          "hostname", json_object_get(d, "hostname"), "ip",
+                          json_object_get(d, "ip"), "last_seen", json_object_get(d, "last_seen")));
+        }
+        json_decref(dps);
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Deprecation", "true");
+        return sl_admin_reply(r, 200, o);
     }
     if (sl_admin_schemas(r) == SL_DONE || sl_admin_tags(r) == SL_DONE ||
         sl_admin_config(r) == SL_DONE || sl_admin_crud(r) == SL_DONE)
@@ -1018,4 +1049,14 @@ void sl_admin_free(sl_admin_t *a)
     free(a->token);
     free(a->prefix);
     free(a);
+}
+
+void sl_admin_set_cluster(sl_admin_t *a, struct sl_cluster_s *cluster)
+{
+    a->cluster = cluster;
+}
+
+const char *sl_admin_node_id(const sl_admin_t *a)
+{
+    return a->node_id;
 }

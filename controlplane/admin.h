@@ -69,6 +69,14 @@ int sl_admin_tls_context(const char *cert, const char *key, SSL_CTX **out, char 
 int sl_admin_new(struct event_base *base, sl_store_t *store, const sl_admin_opts_t *opts,
                  sl_admin_t **out, char *err, size_t errlen);
 
+/* Gives the Admin API the cluster server behind /clustering/... (NULL: no
+ * data planes). */
+struct sl_cluster_s;
+void sl_admin_set_cluster(sl_admin_t *a, struct sl_cluster_s *cluster);
+
+/* The control plane's node id (<prefix>/node.id). */
+const char *sl_admin_node_id(const sl_admin_t *a);
+
 /* The port actually bound by listener i (in admin_listen order). */
 uint16_t sl_admin_port(const sl_admin_t *a, size_t i);
 

@@ -596,3 +596,12 @@ void sl_admin_body_infer(const sl_field_t *fields, const sl_field_t *sub_fields,
         }
     }
 }
+
+void sl_admin_body_infer_schema(const sl_schema_t *schema, json_t *obj)
+{
+    const sl_schema_t *sub = NULL;
+    if (schema->subschema && json_is_object(obj) && schema->subschema_key &&
+        json_is_string(json_object_get(obj, schema->subschema_key)))
+        (void)schema->subschema(obj, &sub);
+    sl_admin_body_infer(schema->fields, sub ? sub->fields : NULL, obj);
+}

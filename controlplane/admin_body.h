@@ -64,4 +64,8 @@ char *sl_admin_url_decode(const char *s, size_t len, bool plus_space);
  */
 void sl_admin_body_infer(const sl_field_t *fields, const sl_field_t *sub_fields, json_t *obj);
 
+/* The same for an entity of schema, with the fields of the subschema its
+ * body selects (a plugin's config fields by its name). */
+void sl_admin_body_infer_schema(const sl_schema_t *schema, json_t *obj);
+
 #endif

@@ -3,8 +3,8 @@
  *
  *   GET  /schemas/{entity}            the entity's schema as JSON
  *   POST /schemas/{entity}/validate   validate a body without storing it
- *   GET  /schemas/plugins/{name}      404: no plugin schemas are bundled yet
- *   POST /schemas/plugins/validate    400 "plugin 'x' not enabled"
+ *   GET  /schemas/plugins/{name}      an enabled plugin's schema
+ *   POST /schemas/plugins/validate    validate a plugin entity (name, config)
  *   GET  /tags, /tags/{tag}           the tag index
  *   GET  /config                      the whole configuration as Kong's flat
  *                                     _format_version 3.0 YAML text
@@ -17,6 +17,8 @@
 #include "declarative.h"
 #include "entities.h"
 #include "log.h"
+#include "plugins.h"
+#include "schema_json.h"
 #include "strbuf.h"
 #include "util.h"
 #include "uuid.h"
@@ -50,172 +52,6 @@ static bool post_only(sl_areq_t *r)
 /* ------------------------------------------------------------------------ */
 /* schemas                                                                   */
 
-static const char *type_name(sl_ftype_t t)
-{
-    switch (t) {
-    case SL_FT_STRING:
-        return "string";
-    case SL_FT_INTEGER:
-        return "integer";
-    case SL_FT_NUMBER:
-        return "number";
-    case SL_FT_BOOLEAN:
-        return "boolean";
-    case SL_FT_ARRAY:
-        return "array";
-    case SL_FT_SET:
-        return "set";
-    case SL_FT_MAP:
-        return "map";
-    case SL_FT_RECORD:
-        return "record";
-    case SL_FT_FOREIGN:
-        return "foreign";
-    }
-    return "string";
-}
-
-static json_t *strlist(const char *const *l)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; l && l[i]; i++)
-        json_array_append_new(a, json_string(l[i]));
-    return a;
-}
-
-static json_t *fields_json(const sl_field_t *fields);
-
-static json_t *field_json(const sl_field_t *f)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "type", json_string(type_name(f->type)));
-    if (f->flags & SL_F_REQUIRED)
-        json_object_set_new(o, "required", json_true());
-    if (f->flags & (SL_F_UNIQUE | SL_F_UNIQUE_ALL_WS))
-        json_object_set_new(o, "unique", json_true());
-    if (f->flags & SL_F_AUTO)
-        json_object_set_new(o, "auto", json_true());
-    if (f->flags & SL_F_UUID)
-        json_object_set_new(o, "uuid", json_true());
-    if (f->flags & SL_F_TIMESTAMP)
-        json_object_set_new(o, "timestamp", json_true());
-    if (f->flags & SL_F_CASCADE)
-        json_object_set_new(o, "on_delete", json_string("cascade"));
-    switch (f->def) {
-    case SL_DEF_BOOL:
-        json_object_set_new(o, "default", json_boolean(f->def_int != 0));
-        break;
-    case SL_DEF_INT:
-        json_object_set_new(o, "default", json_integer(f->def_int));
-        break;
-    case SL_DEF_NUMBER:
-        json_object_set_new(o, "default", json_real(f->def_num));
-        break;
-    case SL_DEF_STRING:
-        json_object_set_new(o, "default", json_string(f->def_str));
-        break;
-    case SL_DEF_JSON: {
-        json_t *d = json_loads(f->def_str, JSON_DECODE_ANY, NULL);
-        if (d)
-            json_object_set_new(o, "default", d);
-        break;
-    }
-    default:
-        break;
-    }
-    if (f->one_of)
-        json_object_set_new(o, "one_of", strlist(f->one_of));
-    if (f->not_one_of)
-        json_object_set_new(o, "not_one_of", strlist(f->not_one_of));
-    if (f->one_of_int) {
-        json_t *a = json_array();
-        for (size_t i = 0; i < f->n_one_of_int; i++)
-            json_array_append_new(a, json_integer(f->one_of_int[i]));
-        json_object_set_new(o, "one_of", a);
-    }
-    if (f->between)
-        json_object_set_new(o, "between", json_pack("[f,f]", f->min, f->max));
-    if (f->len_min)
-        json_object_set_new(o, "len_min", json_integer(f->len_min));
-    if (f->len_max)
-        json_object_set_new(o, "len_max", json_integer(f->len_max));
-    if (f->starts_with)
-        json_object_set_new(o, "starts_with", json_string(f->starts_with));
-    if (f->reference)
-        json_object_set_new(o, "reference", json_string(f->reference));
-    if (f->elements)
-        json_object_set_new(o, "elements", field_json(f->elements));
-    if (f->keys)
-        json_object_set_new(o, "keys", field_json(f->keys));
-    if (f->values)
-        json_object_set_new(o, "values", field_json(f->values));
-    if (f->type == SL_FT_RECORD)
-        json_object_set_new(o, "fields", f->record ? fields_json(f->record->fields) : json_array());
-    return o;
-}
-
-static json_t *fields_json(const sl_field_t *fields)
-{
-    json_t *a = json_array();
-    for (const sl_field_t *f = fields; f && f->name; f++)
-        json_array_append_new(a, json_pack("{s:o}", f->name, field_json(f)));
-    return a;
-}
-
-static json_t *checks_json(const sl_check_t *checks)
-{
-    json_t *a = json_array();
-    for (const sl_check_t *c = checks; c && c->kind != SL_CHECK_END; c++) {
-        const char *k = NULL;
-        switch (c->kind) {
-        case SL_CHECK_AT_LEAST_ONE_OF:
-            k = "at_least_one_of";
-            break;
-        case SL_CHECK_ONLY_ONE_OF:
-            k = "only_one_of";
-            break;
-        case SL_CHECK_MUTUALLY_REQUIRED:
-            k = "mutually_required";
-            break;
-        case SL_CHECK_MUTUALLY_EXCLUSIVE:
-            k = "mutually_exclusive";
-            break;
-        case SL_CHECK_DISTINCT:
-            k = "distinct";
-            break;
-        case SL_CHECK_CONDITIONAL:
-            k = "conditional";
-            break;
-        case SL_CHECK_CONDITIONAL_AT_LEAST_ONE_OF:
-            k = "conditional_at_least_one_of";
-            break;
-        case SL_CHECK_CUSTOM:
-            k = "custom_entity_check";
-            break;
-        default:
-            break;
-        }
-        if (!k)
-            continue;
-        json_t *body;
-        if (c->kind == SL_CHECK_CONDITIONAL || c->kind == SL_CHECK_CONDITIONAL_AT_LEAST_ONE_OF) {
-            body = json_object();
-            if (c->if_field)
-                json_object_set_new(body, "if_field", json_string(c->if_field));
-            if (c->then_field)
-                json_object_set_new(body, "then_field", json_string(c->then_field));
-            if (c->then_fields)
-                json_object_set_new(body, "then_at_least_one_of", strlist(c->then_fields));
-        } else if (c->kind == SL_CHECK_CUSTOM) {
-            body = json_pack("{s:o}", "field_sources", strlist(c->fields));
-        } else {
-            body = strlist(c->fields);
-        }
-        json_array_append_new(a, json_pack("{s:o}", k, body));
-    }
-    return a;
-}
-
 static const sl_schema_t *schema_by_url_name(const char *name)
 {
     const sl_schema_t *s = sl_entity_schema(name);
@@ -234,6 +70,31 @@ static void reply_schema_violation(sl_areq_t *r, json_t *fields)
     free(msg);
 }
 
+/* POST .../validate: validates the body against schema without storing it. */
+static void validate_body(sl_areq_t *r, const sl_schema_t *s)
+{
+    json_t *body;
+    sl_body_kind_t kind;
+    if (sl_admin_body(r, &body, &kind) != SL_OK)
+        return;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        sl_admin_reply_msg(r, 400, "Cannot parse JSON body");
+        return;
+    }
+    if (kind == SL_BODY_FORM)
+        sl_admin_body_infer_schema(s, body);
+    json_t *fields = json_object();
+    if (sl_schema_validate(s, body, "", NULL, fields) != SL_OK) {
+        json_decref(body);
+        reply_schema_violation(r, fields);
+        return;
+    }
+    json_decref(fields);
+    json_decref(body);
+    sl_admin_reply_msg(r, 200, "schema validation successful");
+}
+
 int sl_admin_schemas(sl_areq_t *r)
 {
     if (r->nseg < 2 || strcmp(r->seg[0], "schemas") != 0 || r->nseg > 3)
@@ -243,30 +104,18 @@ int sl_admin_schemas(sl_areq_t *r)
         if (!strcmp(r->seg[2], "validate")) {
             if (!post_only(r))
                 return SL_DONE;
-            json_t *body;
-            sl_body_kind_t kind;
-            if (sl_admin_body(r, &body, &kind) != SL_OK)
-                return SL_DONE;
-            json_t *name = json_object_get(body, "name");
-            json_t *fields = json_object();
-            if (!json_is_string(name)) {
-                json_object_set_new(fields, "name", json_string(SL_MSG_REQUIRED));
-            } else {
-                /* No plugin is bundled yet: every name is "not enabled". */
-                snprintf(msg, sizeof(msg),
-                         "plugin '%.200s' not enabled; add it to the 'plugins' configuration "
-                         "property",
-                         json_string_value(name));
-                json_object_set_new(fields, "name", json_string(msg));
-            }
-            json_decref(body);
-            reply_schema_violation(r, fields);
+            validate_body(r, sl_entity_schema("plugins"));
             return SL_DONE;
         }
         if (!get_only(r))
             return SL_DONE;
-        snprintf(msg, sizeof(msg), "No plugin named '%.200s'", r->seg[2]);
-        sl_admin_reply_msg(r, 404, msg);
+        const sl_plugin_info_t *p = sl_plugins_find(r->seg[2]);
+        if (!p) {
+            snprintf(msg, sizeof(msg), "No plugin named '%.200s'", r->seg[2]);
+            sl_admin_reply_msg(r, 404, msg);
+            return SL_DONE;
+        }
+        sl_admin_reply(r, 200, sl_schema_json(p->schema));
         return SL_DONE;
     }
     const sl_schema_t *s = schema_by_url_name(r->seg[1]);
@@ -278,15 +127,7 @@ int sl_admin_schemas(sl_areq_t *r)
     if (r->nseg == 2) {
         if (!get_only(r))
             return SL_DONE;
-        json_t *o = json_pack("{s:o,s:o}", "fields", fields_json(s->fields), "entity_checks",
-                              checks_json(s->checks));
-        if (s->endpoint_key)
-            json_object_set_new(o, "endpoint_key", json_string(s->endpoint_key));
-        if (s->cache_key)
-            json_object_set_new(o, "cache_key", strlist(s->cache_key));
-        if (s->subschema_key)
-            json_object_set_new(o, "subschema_key", json_string(s->subschema_key));
-        json_object_set_new(o, "name", json_string(s->name));
+        json_t *o = sl_schema_json(s);
         json_object_set_new(o, "primary_key", json_pack("[s]", "id"));
         sl_admin_reply(r, 200, o);
         return SL_DONE;
@@ -295,26 +136,7 @@ int sl_admin_schemas(sl_areq_t *r)
         return SL_DECLINED;
     if (!post_only(r))
         return SL_DONE;
-    json_t *body;
-    sl_body_kind_t kind;
-    if (sl_admin_body(r, &body, &kind) != SL_OK)
-        return SL_DONE;
-    if (!json_is_object(body)) {
-        json_decref(body);
-        sl_admin_reply_msg(r, 400, "Cannot parse JSON body");
-        return SL_DONE;
-    }
-    if (kind == SL_BODY_FORM)
-        sl_admin_body_infer(s->fields, NULL, body);
-    json_t *fields = json_object();
-    if (sl_schema_validate(s, body, "", NULL, fields) != SL_OK) {
-        json_decref(body);
-        reply_schema_violation(r, fields);
-        return SL_DONE;
-    }
-    json_decref(fields);
-    json_decref(body);
-    sl_admin_reply_msg(r, 200, "schema validation successful");
+    validate_body(r, s);
     return SL_DONE;
 }
 

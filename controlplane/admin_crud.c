@@ -482,7 +482,7 @@ static int write_body(sl_areq_t *r, const sl_schema_t *s, json_t **out)
         return SL_DONE;
     }
     if (kind == SL_BODY_FORM)
-        sl_admin_body_infer(s->fields, NULL, body);
+        sl_admin_body_infer_schema(s, body);
     *out = body;
     return SL_OK;
 }

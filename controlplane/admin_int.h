@@ -48,7 +48,8 @@ struct sl_admin_s {
     uint64_t map_size;
     char node_id[37];
     char hostname[256];
-    json_t *configuration; /* owned reference */
+    json_t *configuration;        /* owned reference */
+    struct sl_cluster_s *cluster; /* borrowed; NULL when cluster_listen = off */
     uint64_t total_requests;
     uint64_t connections_accepted;
 };

@@ -11,6 +11,10 @@
 #include "conf.h"
 #include "errors.h"
 #include "log.h"
+#include "cluster.h"
+#include "cluster_frame.h"
+#include "cluster_tls.h"
+#include "plugins.h"
 #include "store.h"
 #include "util.h"
 
@@ -33,6 +37,23 @@ static const sl_conf_key_t cp_keys[] = {
     {"admin_token", NULL, "if set, every Admin API request needs Authorization: Bearer <token>"},
     {"lmdb_map_size", "1g", "largest size of the configuration store"},
     {"lmdb_changes_depth", "10000", "configuration versions whose changes are kept"},
+    {"plugins", "bundled",
+     "plugins that may be configured: bundled, names of bundled or external plugins, or off"},
+    {"pluginserver_names", NULL, "plugin servers whose -dump output describes external plugins"},
+    {"pluginserver_*", NULL,
+     "pluginserver_<name>_query_cmd: command printing a server's plugin info (-dump)"},
+    {"cluster_listen", "0.0.0.0:8005",
+     "address data planes connect to (mutual TLS), or off for no data planes"},
+    {"cluster_mtls", "shared", "shared (one certificate on every node) or pki (a CA)"},
+    {"cluster_cert", NULL, "cluster certificate (path or PEM); sluice-cp gen-cert makes one"},
+    {"cluster_cert_key", NULL, "key of cluster_cert (path or PEM)"},
+    {"cluster_ca_cert", NULL, "pki mode: CA that signs data plane certificates"},
+    {"cluster_allowed_common_names", NULL,
+     "pki mode: names (CN or DNS SAN) a data plane certificate must carry one of"},
+    {"cluster_max_payload", "16m", "largest cluster frame sent or accepted"},
+    {"cluster_ping_interval", "10s", "ping interval; a peer silent for 1.5 intervals is dead"},
+    {"cluster_data_plane_purge_delay", "14d",
+     "how long a disconnected data plane stays in /clustering/data-planes"},
     {"log_level", "notice", "debug, info, notice, warn, error or crit"},
     {"error_log", "stderr", "error log path, or stderr"},
 };
@@ -40,6 +61,9 @@ static const sl_conf_key_t cp_keys[] = {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: sluice-cp [options]\n"
+               "       sluice-cp gen-cert [--days N] [CERT [KEY]]\n"
+               "                      write a cluster certificate and key (default cluster.crt,\n"
+               "                      cluster.key, 1095 days), as `kong hybrid gen_cert` does\n"
                "  -c, --conf FILE     configuration file (key = value)\n"
                "  -p, --prefix DIR    runtime directory (overrides 'prefix')\n"
                "  -t, --test          check the configuration and exit\n"
@@ -64,19 +88,98 @@ static json_t *sanitized_conf(const sl_conf_t *c)
 {
     json_t *o = json_object();
     for (size_t i = 0; i < SL_ARRAY_LEN(cp_keys); i++) {
+        if (strchr(cp_keys[i].name, '*'))
+            continue;
         const char *v = sl_conf_get(c, cp_keys[i].name);
         if (!strcmp(cp_keys[i].name, "admin_token"))
             json_object_set_new(o, "admin_token", v ? json_string("******") : json_null());
         else
             json_object_set_new(o, cp_keys[i].name, v ? json_string(v) : json_null());
     }
+    for (size_t i = 0; i < sl_conf_family_count(c); i++) {
+        const char *v, *k = sl_conf_family_key(c, i, &v);
+        json_object_set_new(o, k, json_string(v));
+    }
     json_object_set_new(o, "role", json_string("control_plane"));
     json_object_set_new(o, "database", json_string("lmdb"));
     return o;
 }
 
+/*
+ * `sluice-cp gen-cert [--days N] [CERT [KEY]]`: writes a self-signed cluster
+ * certificate and its key (sl_cluster_gen_cert) like `kong hybrid gen_cert`:
+ * cluster.crt and cluster.key in the current directory, valid 1095 days.
+ * Given CERT alone, KEY is CERT with its .crt or .pem suffix replaced by
+ * .key. Existing files are never overwritten. Exits 0, or 2 with the reason
+ * on stderr.
+ */
+static int gen_cert_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"days", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char use[] = "usage: sluice-cp gen-cert [--days N] [CERT [KEY]]\n";
+    uint64_t days = 1095;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":d:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'd':
+            if (sl_parse_u64(optarg, strlen(optarg), 36500, &days) != SL_OK || days == 0) {
+                fprintf(stderr,
+                        "sluice-cp gen-cert: --days: '%s' is not a number of days from 1 to "
+                        "36500\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            printf("%s", use);
+            return 0;
+        case ':':
+            fprintf(stderr, "sluice-cp gen-cert: %s needs a number of days (1 to 36500)\n%s",
+                    argv[optind - 1], use);
+            return 2;
+        default:
+            fprintf(stderr, "sluice-cp gen-cert: unknown option '%s'\n%s", argv[optind - 1], use);
+            return 2;
+        }
+    }
+    if (argc - optind > 2) {
+        fprintf(stderr, "sluice-cp gen-cert: unexpected argument '%s'\n%s", argv[optind + 2], use);
+        return 2;
+    }
+    const char *cert = optind < argc ? argv[optind] : "cluster.crt";
+    char *key = NULL;
+    if (argc - optind == 2) {
+        key = sl_xstrdup(argv[optind + 1]);
+    } else if (argc - optind == 1) {
+        size_t n = strlen(cert);
+        if (n > 4 && (!strcmp(cert + n - 4, ".crt") || !strcmp(cert + n - 4, ".pem")))
+            n -= 4;
+        key = sl_xasprintf("%.*s.key", (int)n, cert);
+    } else {
+        key = sl_xstrdup("cluster.key");
+    }
+
+    sl_errors_t errs;
+    sl_errors_init(&errs);
+    int rc = sl_cluster_gen_cert(cert, key, (int)days, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "sluice-cp gen-cert: %s\n", errs.items[i]);
+    if (rc == SL_OK)
+        printf("wrote %s and %s\n", cert, key);
+    sl_errors_dispose(&errs);
+    free(key);
+    return rc == SL_OK ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "gen-cert"))
+        return gen_cert_main(argc - 1, argv + 1);
     static const struct option longopts[] = {
         {"conf", required_argument, NULL, 'c'}, {"prefix", required_argument, NULL, 'p'},
         {"test", no_argument, NULL, 't'},       {"version", no_argument, NULL, 'v'},
@@ -156,18 +259,56 @@ int main(int argc, char **argv)
     const char *token = sl_conf_get(conf, "admin_token");
     if (token && *token && strlen(token) < 8)
         sl_errors_add(&errs, "admin_token: too short (use at least 8 characters)");
+    sl_plugins_configure(conf, &errs);
+
+    const char *cluster_listen = sl_conf_get(conf, "cluster_listen");
+    bool cluster_on = cluster_listen && *cluster_listen && strcmp(cluster_listen, "off") != 0;
+    SSL_CTX *cluster_ctx = NULL;
+    sl_cluster_opts_t co = {.listen = cluster_listen, .prefix = NULL};
+    uint64_t cmax = 0, cping = 0, cpurge = 0;
+    sl_conf_get_size(conf, "cluster_max_payload", &cmax, &errs);
+    sl_conf_get_ms(conf, "cluster_ping_interval", &cping, &errs);
+    sl_conf_get_ms(conf, "cluster_data_plane_purge_delay", &cpurge, &errs);
+    if (cmax < SL_CLUSTER_MAX_PAYLOAD_MIN || cmax > SL_CLUSTER_MAX_PAYLOAD_MAX)
+        sl_errors_add(&errs, "cluster_max_payload: must be between 64k and 1g");
+    if (cping < 100 || cping > 3600000)
+        sl_errors_add(&errs, "cluster_ping_interval: must be between 100ms and 1h");
+    if (cpurge < 60000)
+        sl_errors_add(&errs, "cluster_data_plane_purge_delay: must be at least 60s");
+    co.max_payload = (size_t)cmax;
+    co.ping_interval_ms = cping;
+    co.purge_delay_s = cpurge / 1000;
+    if (cluster_on) {
+        sl_cluster_tls_opts_t to = {
+            .cert = sl_conf_get(conf, "cluster_cert"),
+            .key = sl_conf_get(conf, "cluster_cert_key"),
+            .ca_cert = sl_conf_get(conf, "cluster_ca_cert"),
+            .allowed_names = sl_conf_get(conf, "cluster_allowed_common_names"),
+        };
+        if (sl_cluster_mtls_parse(sl_conf_get(conf, "cluster_mtls"), &to.mode) != SL_OK)
+            sl_errors_add(&errs, "cluster_mtls: expected shared or pki, got '%s'",
+                          sl_conf_get(conf, "cluster_mtls"));
+        else if (!to.cert || !to.key)
+            sl_errors_add(&errs,
+                          "cluster_cert, cluster_cert_key: required for the cluster listener; "
+                          "make a pair with 'sluice-cp gen-cert', or set cluster_listen = off");
+        else
+            sl_cluster_tls_server_ctx(&to, &cluster_ctx, &errs);
+    }
 
     if (errs.n) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "sluice-cp: invalid configuration: %s\n", errs.items[i]);
         sl_errors_dispose(&errs);
         SSL_CTX_free(ssl_ctx);
+        SSL_CTX_free(cluster_ctx);
         sl_conf_free(conf);
         return 2;
     }
     if (test_only) {
         printf("sluice-cp: configuration ok\n");
         SSL_CTX_free(ssl_ctx);
+        SSL_CTX_free(cluster_ctx);
         sl_conf_free(conf);
         return 0;
     }
@@ -176,12 +317,14 @@ int main(int argc, char **argv)
     if (elog && *elog && strcmp(elog, "stderr") != 0 && sl_log_open(elog) != SL_OK) {
         fprintf(stderr, "sluice-cp: error_log: cannot open '%s': %s\n", elog, strerror(errno));
         SSL_CTX_free(ssl_ctx);
+        SSL_CTX_free(cluster_ctx);
         sl_conf_free(conf);
         return 2;
     }
     if (sl_mkdir_p(prefix) != 0) {
         fprintf(stderr, "sluice-cp: prefix: cannot create '%s': %s\n", prefix, strerror(errno));
         SSL_CTX_free(ssl_ctx);
+        SSL_CTX_free(cluster_ctx);
         sl_conf_free(conf);
         return 2;
     }
@@ -197,6 +340,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "sluice-cp: store: cannot open '%s'\n", dir);
         sl_errors_dispose(&errs);
         SSL_CTX_free(ssl_ctx);
+        SSL_CTX_free(cluster_ctx);
         sl_conf_free(conf);
         return 1;
     }
@@ -217,10 +361,31 @@ int main(int argc, char **argv)
     json_decref(shown);
     if (arc != SL_OK) {
         fprintf(stderr, "sluice-cp: %s\n", msg);
+        SSL_CTX_free(cluster_ctx);
         event_base_free(base);
         sl_store_close(store);
         sl_conf_free(conf);
         return admin_errno == EINVAL ? 2 : 1;
+    }
+
+    /* The cluster listener before admin.addr: whoever sees admin.addr can
+     * read cluster.addr too. */
+    sl_cluster_t *cluster = NULL;
+    if (cluster_on) {
+        co.ssl_ctx = cluster_ctx;
+        co.prefix = prefix;
+        co.node_id = sl_admin_node_id(admin);
+        int crc = sl_cluster_new(base, store, &co, &cluster, msg, sizeof(msg));
+        SSL_CTX_free(cluster_ctx);
+        if (crc != SL_OK) {
+            fprintf(stderr, "sluice-cp: %s\n", msg);
+            sl_admin_free(admin);
+            event_base_free(base);
+            sl_store_close(store);
+            sl_conf_free(conf);
+            return crc == SL_ERR_INVALID ? 2 : 1;
+        }
+        sl_admin_set_cluster(admin, cluster);
     }
 
     /* Tell tests and tools where we listen (port 0 picks a free one):
@@ -264,11 +429,13 @@ int main(int argc, char **argv)
 
     event_free(sig_term);
     event_free(sig_int);
+    sl_cluster_free(cluster);
     sl_admin_free(admin);
     event_base_free(base);
     sl_store_close(store);
     sl_conf_free(conf);
     sl_errors_dispose(&errs);
+    sl_plugins_reset();
     SL_NOTICE("sluice-cp stopped");
     return rc;
 }

@@ -43,6 +43,7 @@
  * transaction on that thread.
  */
 #include "store.h"
+#include "cfghash.h"
 
 #include "entities.h"
 #include "json_out.h"
@@ -92,6 +93,8 @@ struct sl_store_s {
     size_t nents;
     MDB_dbi tags, meta, changes;
     uint64_t depth;
+    void (*on_commit)(void *arg, uint64_t version);
+    void *on_commit_arg;
     bool writing; /* a write transaction is open */
     char err[512];
 };
@@ -102,7 +105,8 @@ struct sl_txn_s {
     bool write;
     int failed; /* SL_OK, or the error that poisoned the transaction */
     uint64_t version;
-    json_t *pending; /* owned (write only): "<entity>/<id>" -> {"entity","id"[,"value"]} */
+    sl_cfghash_t hash; /* the configuration hash as of this transaction */
+    json_t *pending;   /* owned (write only): "<entity>/<id>" -> {"entity","id"[,"value"]} */
 };
 
 /* A list of ids collected from an index before the entities are changed. */
@@ -175,25 +179,17 @@ static void hex(const unsigned char *b, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/*
- * The configuration hash of a version: for now the MD5 hex of the version's
- * decimal text (so it changes exactly when the version does), and 32 zeros
- * for the empty store (Kong's empty-configuration hash). A hash of the
- * configuration's content replaces this once the snapshot encoder exists.
- */
-static void version_hash(uint64_t version, char out[33])
+/* meta "hash": the content hash of cfghash.h, as 32 hex characters. */
+static int read_hash(MDB_txn *txn, MDB_dbi meta, sl_cfghash_t *out)
 {
-    if (version == 0) {
-        memset(out, '0', 32);
-        out[32] = '\0';
-        return;
-    }
-    char dec[24];
-    int n = snprintf(dec, sizeof(dec), "%llu", (unsigned long long)version);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    SL_ASSERT(EVP_Digest(dec, (size_t)n, md, &mdlen, EVP_md5(), NULL) == 1 && mdlen == 16);
-    hex(md, 16, out);
+    MDB_val k = {sizeof("hash") - 1, (void *)"hash"}, v;
+    memset(out, 0, sizeof(*out));
+    int mrc = mdb_get(txn, meta, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc != 0)
+        return mrc;
+    return sl_cfghash_parse(v.mv_data, v.mv_size, out) ? 0 : MDB_CORRUPTED;
 }
 
 /* Shortens an index value in b that is too long for an LMDB key (see the top). */
@@ -479,6 +475,46 @@ static int make_dirs(const char *dir)
     return rc;
 }
 
+static int read_version(MDB_txn *txn, MDB_dbi meta, uint64_t *out);
+
+/* Computes the content hash of every stored entity and, when meta "hash"
+ * says otherwise (a store written before content hashes), stores it. */
+static int check_hash(sl_store_t *s, MDB_txn *txn)
+{
+    sl_cfghash_t h, stored;
+    memset(&h, 0, sizeof(h));
+    int mrc = 0;
+    char id[ID_MAX + 1];
+    for (size_t i = 0; i < s->nents && mrc == 0; i++) {
+        MDB_cursor *c;
+        if ((mrc = mdb_cursor_open(txn, s->ents[i].dbi, &c)) != 0)
+            break;
+        MDB_val k, v;
+        for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
+             mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (!valid_id_str(k.mv_data, k.mv_size))
+                continue;
+            memcpy(id, k.mv_data, k.mv_size);
+            id[k.mv_size] = '\0';
+            sl_cfghash_toggle(&h, s->ents[i].schema->name, id, v.mv_data, v.mv_size);
+        }
+        mdb_cursor_close(c);
+        if (mrc == MDB_NOTFOUND)
+            mrc = 0;
+    }
+    if (mrc != 0)
+        return mrc;
+    if (read_hash(txn, s->meta, &stored) == 0 && !memcmp(&stored, &h, sizeof(h)))
+        return 0;
+    uint64_t version;
+    if ((mrc = read_version(txn, s->meta, &version)) != 0 || version == 0)
+        return mrc;
+    char hex[33];
+    sl_cfghash_hex(&h, hex);
+    MDB_val k = {sizeof("hash") - 1, (void *)"hash"}, v = {32, hex};
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
 int sl_store_open(const char *dir, uint64_t map_size, uint64_t changes_depth, sl_store_t **out,
                   sl_errors_t *errs)
 {
@@ -521,7 +557,7 @@ int sl_store_open(const char *dir, uint64_t map_size, uint64_t changes_depth, sl
     MDB_txn *txn;
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
         goto fail_env;
-    if ((mrc = open_dbis(s, txn)) != 0) {
+    if ((mrc = open_dbis(s, txn)) != 0 || (mrc = check_hash(s, txn)) != 0) {
         mdb_txn_abort(txn);
         goto fail_env;
     }
@@ -591,12 +627,15 @@ int sl_store_begin(sl_store_t *s, bool write, sl_txn_t **out)
         return SL_ERR_IO;
     }
     uint64_t version;
-    if ((mrc = read_version(txn, s->meta, &version)) != 0) {
+    sl_cfghash_t hash;
+    if ((mrc = read_version(txn, s->meta, &version)) != 0 ||
+        (mrc = read_hash(txn, s->meta, &hash)) != 0) {
         mdb_txn_abort(txn);
         store_error(s, "read version", mrc);
         return SL_ERR_IO;
     }
     sl_txn_t *t = sl_xcalloc(1, sizeof(*t));
+    t->hash = hash;
     t->s = s;
     t->txn = txn;
     t->write = write;
@@ -632,7 +671,7 @@ uint64_t sl_txn_version(sl_txn_t *t)
 
 void sl_txn_hash(sl_txn_t *t, char out[33])
 {
-    version_hash(t->version, out);
+    sl_cfghash_hex(&t->hash, out);
 }
 
 /* Records the last operation on (entity, id) in the change set; value NULL
@@ -720,7 +759,11 @@ static int write_version(sl_txn_t *t)
             sl_sb_addlit(&b, ",\"deletes\":");
             rc = add_changes(t, &b, false);
         }
-        sl_sb_addlit(&b, "}");
+        char hex[33];
+        sl_cfghash_hex(&t->hash, hex);
+        sl_sb_addlit(&b, ",\"hash\":\"");
+        sl_sb_add(&b, hex, 32);
+        sl_sb_addlit(&b, "\"}");
         if (rc != SL_OK) {
             sl_sb_dispose(&b);
             return txn_fail(t, ENOMEM, "encode change record");
@@ -736,7 +779,7 @@ static int write_version(sl_txn_t *t)
     if ((mrc = mdb_put(t->txn, s->meta, &k, &v, 0)) != 0)
         return txn_fail(t, mrc, "write version");
     char hash[33];
-    version_hash(next, hash);
+    sl_cfghash_hex(&t->hash, hash);
     k = (MDB_val){sizeof("hash") - 1, (void *)"hash"};
     v = (MDB_val){32, hash};
     if ((mrc = mdb_put(t->txn, s->meta, &k, &v, 0)) != 0)
@@ -749,6 +792,8 @@ static int write_version(sl_txn_t *t)
 int sl_txn_commit(sl_txn_t *t)
 {
     int rc = t->failed;
+    bool changed = false;
+    uint64_t version = t->version + 1;
     if (rc == SL_OK && t->write && json_object_size(t->pending) > 0) {
         rc = write_version(t);
         if (rc == SL_OK) {
@@ -756,11 +801,21 @@ int sl_txn_commit(sl_txn_t *t)
             t->txn = NULL; /* freed by LMDB whether or not the commit worked */
             if (mrc != 0)
                 rc = txn_fail(t, mrc, "commit");
+            changed = mrc == 0;
         }
     }
+    sl_store_t *s = t->s;
     /* A read transaction, or a write that changed nothing: abort is enough. */
     txn_free(t);
+    if (changed && s->on_commit)
+        s->on_commit(s->on_commit_arg, version);
     return rc;
+}
+
+void sl_store_on_commit(sl_store_t *s, void (*cb)(void *arg, uint64_t version), void *arg)
+{
+    s->on_commit = cb;
+    s->on_commit_arg = arg;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1056,6 +1111,7 @@ int sl_txn_put(sl_txn_t *t, const char *entity, json_t *obj, const char **confli
     json_t *old = NULL;
     MDB_val k = {strlen(id), (void *)id}, v;
     int mrc = mdb_get(t->txn, e->dbi, &k, &v);
+    sl_cfghash_t hash = t->hash;
     if (mrc == 0) {
         if (key_equals(&v, text, tlen))
             goto out; /* the same bytes: not a change */
@@ -1063,6 +1119,7 @@ int sl_txn_put(sl_txn_t *t, const char *entity, json_t *obj, const char **confli
             rc = corrupt(t, entity);
             goto out;
         }
+        sl_cfghash_toggle(&hash, entity, id, v.mv_data, v.mv_size);
     } else if (mrc != MDB_NOTFOUND) {
         rc = txn_fail(t, mrc, "read entity");
         goto out;
@@ -1084,6 +1141,8 @@ int sl_txn_put(sl_txn_t *t, const char *entity, json_t *obj, const char **confli
         goto out;
     }
     record_change(t, entity, id, text, tlen);
+    sl_cfghash_toggle(&hash, entity, id, text, tlen);
+    t->hash = hash;
 
 out:
     json_decref(old);
@@ -1176,8 +1235,12 @@ static int delete_entity(sl_txn_t *t, size_t ei, const char *id)
     if (rc == SL_OK)
         rc = index_entity(t, e, id, obj, false);
     if (rc == SL_OK) {
-        MDB_val k = {strlen(id), (void *)id};
-        int mrc = mdb_del(t->txn, e->dbi, &k, NULL);
+        MDB_val k = {strlen(id), (void *)id}, v;
+        int mrc = mdb_get(t->txn, e->dbi, &k, &v);
+        if (mrc == 0)
+            sl_cfghash_toggle(&t->hash, e->schema->name, id, v.mv_data, v.mv_size);
+        if (mrc == 0)
+            mrc = mdb_del(t->txn, e->dbi, &k, NULL);
         if (mrc != 0)
             rc = txn_fail(t, mrc, "delete entity");
     }
@@ -1251,6 +1314,8 @@ int sl_txn_clear(sl_txn_t *t)
     }
     if (mrc == 0)
         mrc = mdb_drop(t->txn, s->tags, 0);
+    if (mrc == 0)
+        memset(&t->hash, 0, sizeof(t->hash));
     return mrc == 0 ? SL_OK : txn_fail(t, mrc, "clear");
 }
 
@@ -1626,4 +1691,68 @@ uint64_t sl_store_version(sl_store_t *s)
     uint64_t v = t->version;
     sl_txn_abort(t);
     return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Snapshots                                                                 */
+
+int sl_store_walk_raw(sl_store_t *s, sl_store_raw_cb cb, void *arg, uint64_t *version,
+                      char hash[33])
+{
+    sl_txn_t *t;
+    int rc = sl_store_begin(s, false, &t);
+    if (rc != SL_OK)
+        return rc;
+    *version = t->version;
+    sl_cfghash_hex(&t->hash, hash);
+    char id[ID_MAX + 1];
+    for (size_t i = 0; i < s->nents && rc == SL_OK; i++) {
+        MDB_cursor *c;
+        int mrc = mdb_cursor_open(t->txn, s->ents[i].dbi, &c);
+        MDB_val k, v;
+        for (mrc = mrc ? mrc : mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0 && rc == SL_OK;
+             mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (!valid_id_str(k.mv_data, k.mv_size))
+                continue;
+            memcpy(id, k.mv_data, k.mv_size);
+            id[k.mv_size] = '\0';
+            rc = cb(arg, s->ents[i].schema->name, id, v.mv_data, v.mv_size);
+        }
+        if (mrc != MDB_NOTFOUND && mrc != 0)
+            rc = txn_fail(t, mrc, "walk entities");
+        if (c)
+            mdb_cursor_close(c);
+    }
+    sl_txn_abort(t);
+    return rc;
+}
+
+int sl_store_hash_at(sl_store_t *s, uint64_t version, char hash[33])
+{
+    sl_txn_t *t;
+    int rc = sl_store_begin(s, false, &t);
+    if (rc != SL_OK)
+        return rc;
+    if (version == t->version) {
+        sl_cfghash_hex(&t->hash, hash);
+    } else if (version == 0) {
+        memset(hash, '0', 32);
+        hash[32] = '\0';
+    } else {
+        unsigned char key[8];
+        put_be64(key, version);
+        MDB_val k = {8, key}, v;
+        rc = SL_ERR_NOT_FOUND;
+        if (version < t->version && mdb_get(t->txn, s->changes, &k, &v) == 0) {
+            json_t *rec = parse_value(&v);
+            const char *h = json_string_value(json_object_get(rec, "hash"));
+            if (h && strlen(h) == 32) {
+                memcpy(hash, h, 33);
+                rc = SL_OK;
+            }
+            json_decref(rec);
+        }
+    }
+    sl_txn_abort(t);
+    return rc;
 }

@@ -10,7 +10,8 @@
  * "<upstream_id>:<target>") f:<entity>:<field>    "<foreign id>:<id>" -> ""   (every SL_FT_FOREIGN
  * field; lists children) t:tags                "<tag>\0<entity>\0<id>" -> ""   (for /tags) meta
  * "version" -> uint64 (big-endian), "hash" -> 32 hex chars changes               version (uint64
- * big-endian) -> {"upserts":[{"entity","id","value"}], "deletes":[{"entity","id"}]}
+ * big-endian) -> {"upserts":[{"entity","id","value"}], "deletes":[{"entity","id"}],
+ * "hash":"<configuration hash after this version>"}
  *
  * Composite unique indexes (from a schema's multi-field cache key; values
  * joined by ':', a foreign key giving its id and null giving ""):
@@ -23,9 +24,9 @@
  *
  * A change record holds each (entity, id) the transaction touched once, with
  * its final state: upserted (with the last value) or deleted. A put that
- * stores exactly the bytes already stored is not a change. meta "hash" is,
- * for now, the MD5 hex of the version's decimal text (32 zeros for version
- * 0); a content hash replaces it once the snapshot encoder exists.
+ * stores exactly the bytes already stored is not a change. meta "hash" is
+ * the content hash of common/cfghash.h over every stored entity's text,
+ * updated per put and delete (32 zeros when empty).
  *
  * One write transaction = one Admin API write: entity, indexes, change
  * record and version bump are committed together, durably (no MDB_NOSYNC),
@@ -147,6 +148,25 @@ int sl_store_changes_since(sl_store_t *s, uint64_t since, json_t **out);
 /* Added: the configuration hash as of this transaction (see meta "hash"
  * above): 32 lower-case hex characters and a NUL. */
 void sl_txn_hash(sl_txn_t *t, char out[33]);
+
+/* Calls cb (on the committing thread) after each commit that made a new
+ * version; the cluster server uses it to push deltas. One hook per store. */
+void sl_store_on_commit(sl_store_t *s, void (*cb)(void *arg, uint64_t version), void *arg);
+
+/* Calls cb for every stored entity with its stored JSON text (not
+ * NUL-terminated), all within one read transaction, and gives the version
+ * and hash of what was walked. cb returns SL_OK to go on; anything else
+ * stops the walk and is returned. */
+typedef int (*sl_store_raw_cb)(void *arg, const char *table, const char *id, const char *json,
+                               size_t len);
+int sl_store_walk_raw(sl_store_t *s, sl_store_raw_cb cb, void *arg, uint64_t *version,
+                      char hash[33]);
+
+/* The configuration hash right after `version` was committed (from its
+ * change record, or the current hash); SL_ERR_NOT_FOUND when that version's
+ * record is pruned or the version is in the future. Version 0 is the empty
+ * configuration. */
+int sl_store_hash_at(sl_store_t *s, uint64_t version, char hash[33]);
 
 /* Added: the committed configuration version (0 when it cannot be read). */
 uint64_t sl_store_version(sl_store_t *s);

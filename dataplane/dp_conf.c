@@ -37,6 +37,16 @@ const sl_conf_key_t sl_dp_conf_keys[] = {
     {"drain_timeout", "10s", "on SIGTERM, how long in-flight requests may take"},
     {"dns_resolver", "", "comma-separated DNS servers (default: /etc/resolv.conf)"},
     {"dns_hostsfile", "/etc/hosts", "hosts file consulted before DNS"},
+    {"cluster_control_plane", "127.0.0.1:8005", "data_plane: host:port of the control plane"},
+    {"cluster_mtls", "shared", "shared (one certificate on every node) or pki (a CA)"},
+    {"cluster_cert", NULL, "data_plane: cluster certificate (path or PEM)"},
+    {"cluster_cert_key", NULL, "data_plane: key of cluster_cert (path or PEM)"},
+    {"cluster_ca_cert", NULL, "pki mode: CA that signs the control plane's certificate"},
+    {"cluster_server_name", NULL,
+     "pki mode: name required in the control plane's certificate (default: its host)"},
+    {"cluster_dp_labels", NULL, "labels reported to the control plane: key:value,..."},
+    {"cluster_max_payload", "16m", "largest cluster frame sent or accepted"},
+    {"cluster_ping_interval", "10s", "ping interval; a control plane silent 1.5 intervals is dead"},
 };
 const size_t sl_dp_conf_nkeys = SL_ARRAY_LEN(sl_dp_conf_keys);
 
@@ -160,9 +170,32 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     const char *role = sl_conf_get(raw, "role");
     if (strcmp(role, "traditional") && strcmp(role, "data_plane"))
         sl_errors_add(errs, "role: expected traditional or data_plane, got '%s'", role);
-    else if (!strcmp(role, "data_plane"))
-        sl_errors_add(errs, "role: data_plane (hybrid mode) is not available in this build; use "
-                            "role = traditional with declarative_config");
+    c->hybrid = !strcmp(role, "data_plane");
+    if (c->hybrid) {
+        c->cluster_control_plane = dup_or_null(sl_conf_get(raw, "cluster_control_plane"), NULL);
+        c->cluster_mtls = dup_or_null(sl_conf_get(raw, "cluster_mtls"), NULL);
+        c->cluster_cert = dup_or_null(sl_conf_get(raw, "cluster_cert"), NULL);
+        c->cluster_cert_key = dup_or_null(sl_conf_get(raw, "cluster_cert_key"), NULL);
+        c->cluster_ca_cert = dup_or_null(sl_conf_get(raw, "cluster_ca_cert"), NULL);
+        c->cluster_server_name = dup_or_null(sl_conf_get(raw, "cluster_server_name"), NULL);
+        c->cluster_dp_labels = dup_or_null(sl_conf_get(raw, "cluster_dp_labels"), NULL);
+        if (!c->cluster_control_plane)
+            sl_errors_add(errs, "cluster_control_plane: required with role = data_plane "
+                                "(host:port of the control plane's cluster_listen)");
+        if (!c->cluster_cert || !c->cluster_cert_key)
+            sl_errors_add(errs, "cluster_cert, cluster_cert_key: required with role = data_plane; "
+                                "use the pair the control plane uses (shared mode) or one its CA "
+                                "signed (pki mode)");
+        if (sl_conf_get(raw, "declarative_config"))
+            sl_errors_add(errs, "declarative_config: not used with role = data_plane (the control "
+                                "plane provides the configuration); remove it");
+        sl_conf_get_size(raw, "cluster_max_payload", &c->cluster_max_payload, errs);
+        sl_conf_get_ms(raw, "cluster_ping_interval", &c->cluster_ping_interval_ms, errs);
+        if (c->cluster_ping_interval_ms < 100 || c->cluster_ping_interval_ms > 3600000)
+            sl_errors_add(errs, "cluster_ping_interval: must be between 100ms and 1h");
+        if (c->cluster_max_payload < 65536 || c->cluster_max_payload > (1ull << 30))
+            sl_errors_add(errs, "cluster_max_payload: must be between 64k and 1g");
+    }
 
     n = sl_conf_split(sl_conf_get(raw, "proxy_listen"), &items);
     if (n == 0)
@@ -270,6 +303,13 @@ void sl_dp_conf_dispose(sl_dp_conf_t *c)
     free(c->error_log);
     free(c->access_log);
     free(c->declarative_config);
+    free(c->cluster_control_plane);
+    free(c->cluster_mtls);
+    free(c->cluster_cert);
+    free(c->cluster_cert_key);
+    free(c->cluster_ca_cert);
+    free(c->cluster_server_name);
+    free(c->cluster_dp_labels);
     free(c->dns_resolver);
     free(c->dns_hostsfile);
     memset(c, 0, sizeof(*c));

@@ -44,6 +44,12 @@ typedef struct sl_dp_conf_s {
     char *access_log; /* NULL: off */
     char *declarative_config;
 
+    bool hybrid; /* role = data_plane */
+    char *cluster_control_plane, *cluster_mtls, *cluster_cert, *cluster_cert_key;
+    char *cluster_ca_cert, *cluster_server_name, *cluster_dp_labels;
+    uint64_t cluster_max_payload;
+    uint64_t cluster_ping_interval_ms;
+
     sl_cidr_t trusted[SL_MAX_TRUSTED];
     size_t ntrusted;
 

@@ -368,6 +368,12 @@ static void doc_hash(json_t *doc, char out[33])
 
 int sl_gen_build(json_t *doc, uint64_t version, sl_gen_t **out, sl_errors_t *errs)
 {
+    return sl_gen_build_hashed(doc, version, NULL, out, errs);
+}
+
+int sl_gen_build_hashed(json_t *doc, uint64_t version, const char *hash, sl_gen_t **out,
+                        sl_errors_t *errs)
+{
     size_t before = errs->n;
     sl_gen_t *g = sl_xcalloc(1, sizeof(*g));
     atomic_init(&g->refs, 1);
@@ -395,7 +401,10 @@ int sl_gen_build(json_t *doc, uint64_t version, sl_gen_t **out, sl_errors_t *err
         sl_gen_unref(g);
         return SL_ERR_INVALID;
     }
-    doc_hash(doc, g->hash);
+    if (hash)
+        snprintf(g->hash, sizeof(g->hash), "%s", hash);
+    else
+        doc_hash(doc, g->hash);
     *out = g;
     return SL_OK;
 }

@@ -89,6 +89,11 @@ typedef struct sl_gen_s {
  */
 int sl_gen_build(json_t *doc, uint64_t version, sl_gen_t **out, sl_errors_t *errs);
 
+/* The same with the configuration hash given (hybrid mode: the control
+ * plane's content hash) instead of computed from the document. */
+int sl_gen_build_hashed(json_t *doc, uint64_t version, const char *hash, sl_gen_t **out,
+                        sl_errors_t *errs);
+
 /* An empty generation: every request gets 404; /status/ready says not ready. */
 sl_gen_t *sl_gen_empty(void);
 

@@ -8,6 +8,7 @@
  * arguments (with the reasons on stderr).
  */
 #include "declarative.h"
+#include "cluster_dp.h"
 #include "dp_conf.h"
 #include "log.h"
 #include "status.h"
@@ -261,6 +262,10 @@ int main(int argc, char **argv)
     } else {
         gen = sl_gen_empty();
     }
+    if (app.conf.hybrid && sl_dp_cluster_check(&app.conf, &errs) != SL_OK) {
+        print_errors("invalid configuration: ", &errs);
+        goto out;
+    }
     if (test_only) {
         printf("sluice-dp: configuration ok (%zu services, %zu routes)\n", gen->nservices,
                gen->nroutes);
@@ -270,6 +275,10 @@ int main(int argc, char **argv)
     sl_gen_publish(gen);
     gen = NULL;
     atomic_fetch_add(&sl_gen_seq, 1);
+    /* A data plane serves its last applied configuration until the control
+     * plane sends a newer one. */
+    if (app.conf.hybrid)
+        sl_dp_cluster_load_persisted(&app.conf);
 
     if (app.conf.error_log && sl_log_open(app.conf.error_log) != SL_OK) {
         fprintf(stderr, "sluice-dp: error_log: cannot open '%s': %s\n", app.conf.error_log,
@@ -368,9 +377,17 @@ int main(int argc, char **argv)
     event_add(app.sig_term, NULL);
     event_add(app.sig_int, NULL);
     SL_NOTICE("sluice-dp %s started: %d workers, configuration %s", SL_VERSION, app.nworkers,
-              app.conf.declarative_config ? app.conf.declarative_config : "(empty)");
+              app.conf.hybrid               ? "from the control plane"
+              : app.conf.declarative_config ? app.conf.declarative_config
+                                            : "(empty)");
+
+    if (app.conf.hybrid && sl_dp_cluster_start(app.base, &app.conf, &errs) != SL_OK) {
+        print_errors("cluster: ", &errs);
+        return 1;
+    }
 
     event_base_loop(app.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    sl_dp_cluster_stop();
 
     for (int i = 0; i < app.nworkers; i++) {
         sl_worker_join(app.workers[i]);

@@ -11,7 +11,7 @@ python3 tests/integration/upstream.py --port 9001 --addr-file "$PREFIX/upstream.
 UP=$!
 "$BUILD/bin/sluice-dp" -c deploy/examples/sluice-dp.conf &
 DP=$!
-SLUICE_ADMIN_LISTEN=127.0.0.1:8001 "$BUILD/bin/sluice-cp" -p "$PREFIX/cp" &
+SLUICE_ADMIN_LISTEN=127.0.0.1:8001 SLUICE_CLUSTER_LISTEN=off "$BUILD/bin/sluice-cp" -p "$PREFIX/cp" &
 CP=$!
 trap 'kill $DP $UP $CP 2>/dev/null; wait $DP $UP $CP 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 50); do

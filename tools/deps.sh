@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(build-essential pkg-config libevent-dev libssl-dev libpcre2-dev libjansson-dev
-          libyaml-dev libcmocka-dev liblmdb-dev lmdb-utils wrk nginx-light clang-format curl procps)
+          libyaml-dev libcmocka-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
+          libzstd-dev zstd openssl wrk nginx-light clang-format curl procps)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

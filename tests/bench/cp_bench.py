@@ -46,6 +46,7 @@ class ControlPlane:
         os.makedirs(self.prefix)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
         env.update({"SLUICE_ADMIN_LISTEN": "127.0.0.1:0", "SLUICE_LOG_LEVEL": "warn",
+                    "SLUICE_CLUSTER_LISTEN": "off",
                     "SLUICE_LMDB_MAP_SIZE": "4g"})
         self.stderr = open(os.path.join(root, name + ".stderr"), "wb")
         self.proc = subprocess.Popen([binary, "-p", self.prefix], env=env,

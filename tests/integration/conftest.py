@@ -331,7 +331,8 @@ class Sluice:
             raise AssertionError("sluice-dp exited with %s during startup; stderr:\n%s"
                                  % (self.proc.returncode, self.stderr()))
 
-    def wait_ready(self, timeout=START_TIMEOUT):
+    def wait_addrs(self, timeout=START_TIMEOUT):
+        """Waits for the listeners' address files (not for readiness)."""
         deadline = time.monotonic() + timeout
 
         def addr(name):
@@ -349,6 +350,11 @@ class Sluice:
         status_on = self.conf.get("status_listen", "").strip() != "off" or \
             self.env.get("SLUICE_STATUS_LISTEN", "off") != "off"
         self.status = addr("status.addr") if status_on else None
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        self.wait_addrs(timeout)
         if self.status:
             while True:
                 self._check_alive()

@@ -39,7 +39,9 @@ def run_cp(args, env=None, timeout=30):
     """Runs sluice-cp to completion (-t, -v, bad configuration)."""
     if not CP_BIN.exists():
         pytest.fail("sluice-cp not found at %s: build it with `make`" % CP_BIN, pytrace=False)
-    return subprocess.run([str(CP_BIN)] + [str(a) for a in args], env=cp_env(env),
+    full = {"SLUICE_CLUSTER_LISTEN": "off"}
+    full.update(env or {})
+    return subprocess.run([str(CP_BIN)] + [str(a) for a in args], env=cp_env(full),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -138,7 +140,8 @@ class ControlPlane:
         addr = self.prefix / "admin.addr"
         if addr.exists():
             addr.unlink()
-        env = {"SLUICE_ADMIN_LISTEN": "127.0.0.1:0", "SLUICE_LOG_LEVEL": "info"}
+        env = {"SLUICE_ADMIN_LISTEN": "127.0.0.1:0", "SLUICE_LOG_LEVEL": "info",
+               "SLUICE_CLUSTER_LISTEN": "off"}
         env.update(self.env)
         args = [str(CP_BIN), "-p", str(self.prefix)]
         if self.conf:

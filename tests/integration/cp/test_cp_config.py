@@ -170,7 +170,10 @@ def test_root_and_status(cp):
     assert b["version"].startswith("3.")
     uuid.UUID(b["node_id"])
     assert b["hostname"]
-    assert b["plugins"] == {"available_on_server": {}, "enabled_in_cluster": []}
+    assert b["plugins"]["enabled_in_cluster"] == []
+    avail = b["plugins"]["available_on_server"]
+    assert avail["key-auth"] == {"priority": 1250, "version": "3.10.0"}
+    assert avail["rate-limiting"]["priority"] == 910 and len(avail) >= 14
     assert b["configuration"]["admin_listen"] == "127.0.0.1:0"
     r = cp.get("/status")
     assert r.status == 200
@@ -188,11 +191,13 @@ def test_root_and_status(cp):
     v0 = r.json["configuration_version"]
     cp.post("/services", {"host": "a.test"})
     assert cp.get("/status").json["configuration_version"] == v0 + 1
-    assert cp.get("/plugins/enabled").json == {"enabled_plugins": []}
-    cp.post("/plugins", {"name": "rate-limiting", "config": {"minute": 1}})
+    enabled = cp.get("/plugins/enabled").json["enabled_plugins"]
+    assert enabled == sorted(enabled) and "acl" in enabled and "http-log" in enabled
+    assert cp.post("/plugins", {"name": "rate-limiting", "config": {"minute": 1}}).status == 201
     cp.post("/services", {"name": "s", "host": "a.test"})
-    cp.post("/services/s/plugins", {"name": "cors"})
-    cp.post("/services/s/plugins", {"name": "rate-limiting"})
+    assert cp.post("/services/s/plugins", {"name": "cors"}).status == 201
+    r = cp.post("/services/s/plugins", {"name": "rate-limiting", "config": {"hour": 9}})
+    assert r.status == 201
     assert cp.get("/").json["plugins"]["enabled_in_cluster"] == ["cors", "rate-limiting"]
 
 
@@ -213,10 +218,10 @@ def test_schemas(cp):
     r = cp.post("/schemas/routes/validate", {"protocols": ["http"], "paths": ["x"]})
     assert r.status == 400 and r.json["code"] == 2
     assert cp.get("/services").json["data"] == []
-    r = cp.get("/schemas/plugins/rate-limiting")
-    assert r.status == 404 and r.json == {"message": "No plugin named 'rate-limiting'"}
-    r = cp.post("/schemas/plugins/validate", {"name": "rate-limiting"})
+    r = cp.get("/schemas/plugins/nope")
+    assert r.status == 404 and r.json == {"message": "No plugin named 'nope'"}
+    r = cp.post("/schemas/plugins/validate", {"name": "nope"})
     assert r.status == 400 and r.json["code"] == 2
-    assert r.json["fields"]["name"] == ("plugin 'rate-limiting' not enabled; add it to the "
+    assert r.json["fields"]["name"] == ("plugin 'nope' not enabled; add it to the "
                                         "'plugins' configuration property")
     assert cp.get("/schemas/services/validate").status == 405

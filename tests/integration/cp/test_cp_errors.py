@@ -100,7 +100,8 @@ def test_form_urlencoded_bodies(cp):
     r = cp.request("POST", "/plugins", form=[("name", "rate-limiting"), ("config.minute", "5"),
                                              ("config.policy", "local")])
     assert r.status == 201, r
-    assert r.json["config"] == {"minute": 5, "policy": "local"}
+    assert r.json["config"]["minute"] == 5 and r.json["config"]["policy"] == "local"
+    assert r.json["config"]["hour"] is None and r.json["config"]["limit_by"] == "consumer"
     r = cp.request("PATCH", "/routes/r", form=[("service.id", ""), ("hosts", "")])
     assert r.status == 200, r
     assert r.json["service"] is None and r.json["hosts"] is None

@@ -24,6 +24,7 @@ def pem_files(tmp_path, pki):
 def tls_env(cert, key, extra=None):
     env = {"SLUICE_ADMIN_LISTEN": "127.0.0.1:0, 127.0.0.1:0 http2 ssl reuseport backlog=128",
            "SLUICE_ADMIN_SSL_CERT": str(cert), "SLUICE_ADMIN_SSL_CERT_KEY": str(key)}
+    env["SLUICE_CLUSTER_LISTEN"] = "off"
     env.update(extra or {})
     return env
 

@@ -1,0 +1,223 @@
+"""Hybrid mode end to end: one real control plane, real data planes with
+role = data_plane, a real upstream. Configuration made through the Admin API
+must serve on every data plane; the data planes must survive the control
+plane going away and come back to the same configuration hash."""
+import json
+import signal
+import threading
+import time
+
+from conftest import wait_until
+from .conftest import cluster_addr
+
+
+def dp_hash(dp):
+    return json.loads(dp.status_get("/status").body)["configuration_hash"]
+
+
+def cp_data_planes(cp):
+    r = cp.get("/clustering/data-planes")
+    assert r.status == 200
+    return r.json["data"]
+
+
+def serves(dp, path, want):
+    def check():
+        return dp.get(path).status == want
+    return check
+
+
+def add_route(cp, upstream, name, path):
+    r = cp.put("/services/" + name, {"url": upstream.url})
+    assert r.status in (200, 201), r
+    r = cp.put("/services/%s/routes/%s" % (name, name), {"paths": [path]})
+    assert r.status in (200, 201), r
+
+
+def test_changes_reach_every_data_plane(hybrid_cp, hybrid_dp, upstream):
+    cp = hybrid_cp()
+    dps = [hybrid_dp(cp) for _ in range(3)]
+    add_route(cp, upstream, "s1", "/one")
+    for dp in dps:
+        wait_until(serves(dp, "/one", 200), what="route on every data plane")
+        dp.wait_ready()
+    r = dps[0].get("/one/x")
+    assert json.loads(r.body)["path"] == "/x"  # strip_path default, served by the upstream
+
+    # update: the route moves
+    assert cp.patch("/routes/s1", {"paths": ["/moved"]}).status == 200
+    for dp in dps:
+        wait_until(serves(dp, "/moved", 200), what="update on every data plane")
+        assert dp.get("/one").status == 404
+
+    # delete
+    assert cp.delete("/routes/s1").status == 204
+    for dp in dps:
+        wait_until(serves(dp, "/moved", 404), what="delete on every data plane")
+
+    # every data plane converged to the same hash, and the control plane knows
+    wait_until(lambda: len({dp_hash(dp) for dp in dps}) == 1, what="same hash")
+    wait_until(lambda: len([d for d in cp_data_planes(cp)
+                            if d["config_hash"] == dp_hash(dps[0])
+                            and d["sync_status"] == "normal"]) == 3,
+               what="control plane sees every data plane's hash")
+    rows = cp_data_planes(cp)
+    assert len(rows) == 3
+    for d in rows:
+        assert d["connected"] is True
+        assert d["version"] and d["hostname"] and d["ip"] == "127.0.0.1"
+        assert d["cert_details"]["expiry_timestamp"] > time.time() + 86400 * 365
+        assert d["last_error"] is None
+        assert d["config_version"] == rows[0]["config_version"] > 0
+    status = cp.get("/clustering/status")
+    assert status.status == 200 and set(status.json) == {d["id"] for d in rows}
+
+
+def test_control_plane_down_data_planes_keep_serving(hybrid_cp, hybrid_dp, upstream,
+                                                     sluice_factory):
+    cp = hybrid_cp()
+    dp1 = hybrid_dp(cp)
+    dp2 = hybrid_dp(cp)
+    add_route(cp, upstream, "keep", "/keep")
+    for dp in (dp1, dp2):
+        wait_until(serves(dp, "/keep", 200), what="route served")
+    wait_until(lambda: all(d["sync_status"] == "normal" and d["config_version"] > 0
+                           for d in cp_data_planes(cp)) and len(cp_data_planes(cp)) == 2)
+    cp.proc.send_signal(signal.SIGKILL)
+    cp.proc.wait()
+    # data planes keep serving without their control plane
+    for _ in range(20):
+        assert dp1.get("/keep").status == 200
+        assert dp2.get("/keep").status == 200
+    time.sleep(0.3)  # past one persistence delay
+    # a data plane restarted while the control plane is down serves its
+    # persisted configuration
+    dp2.stop()
+    dp2.start(wait_ready=True)
+    assert dp2.get("/keep").status == 200
+    assert "persisted configuration" in dp2.stderr()
+    # the control plane comes back on the same address: both reconnect and
+    # converge
+    cp.env["SLUICE_CLUSTER_LISTEN"] = cluster_addr(cp)
+    cp.start()
+    wait_until(lambda: len([d for d in cp_data_planes(cp) if d["connected"]]) == 2,
+               timeout=20, what="both data planes reconnect")
+    add_route(cp, upstream, "after", "/after")
+    for dp in (dp1, dp2):
+        wait_until(serves(dp, "/after", 200), what="change after reconnect")
+    wait_until(lambda: dp_hash(dp1) == dp_hash(dp2), what="same hash")
+
+
+def test_disconnect_shows_at_once(hybrid_cp, hybrid_dp):
+    cp = hybrid_cp()
+    dp = hybrid_dp(cp)
+    wait_until(lambda: [d for d in cp_data_planes(cp) if d["connected"]], what="connected")
+    dp.stop()
+    rows = wait_until(lambda: [d for d in cp_data_planes(cp) if not d["connected"]],
+                      timeout=2, what="disconnected at once")
+    assert len(rows) == 1
+
+
+def test_wrong_certificate_is_refused(hybrid_cp, hybrid_dp, other_cert, upstream):
+    cp = hybrid_cp()
+    add_route(cp, upstream, "secret", "/secret")
+    dp = hybrid_dp(cp, cert=other_cert)
+    # each side refuses the other: the data plane the control plane's
+    # certificate, the control plane a connection without an accepted one
+    wait_until(lambda: "refused connection" in cp.stderr(), what="refusal logged")
+    wait_until(lambda: "does not match cluster_cert" in dp.stderr(), what="data plane refuses")
+    assert cp_data_planes(cp) == []
+    assert dp.status_get("/status/ready").status == 503
+    assert dp.get("/secret").status == 404
+    assert not (dp.prefix / "cluster_config.pb").exists()
+
+
+def test_withheld_when_a_plugin_is_missing(hybrid_cp, hybrid_dp, upstream):
+    cp = hybrid_cp()
+    dp = hybrid_dp(cp)
+    add_route(cp, upstream, "p", "/p")
+    wait_until(serves(dp, "/p", 200), what="route served")
+    r = cp.post("/services/p/plugins", {"name": "cors"})
+    assert r.status == 201
+    add_route(cp, upstream, "q", "/q")
+
+    def withheld():
+        rows = cp_data_planes(cp)
+        return rows and rows[0]["sync_status"] == "plugin_set_incompatible"
+    wait_until(withheld, what="sync_status plugin_set_incompatible")
+    row = cp_data_planes(cp)[0]
+    assert "cors" in row["last_error"]
+    assert dp.get("/q").status == 404 and dp.get("/p").status == 200  # old config kept
+    assert "withholds configuration" in dp.stderr()
+    assert cp.delete("/plugins/" + r.json["id"]).status == 204
+    wait_until(serves(dp, "/q", 200), what="pushed once the plugin is gone")
+    wait_until(lambda: cp_data_planes(cp)[0]["sync_status"] == "normal")
+
+
+def test_swap_under_load_fails_no_request(hybrid_cp, hybrid_dp, upstream):
+    cp = hybrid_cp()
+    dp = hybrid_dp(cp)
+    add_route(cp, upstream, "load", "/load")
+    wait_until(serves(dp, "/load", 200), what="route served")
+    stop = threading.Event()
+    failures, count = [], [0]
+
+    def load():
+        while not stop.is_set():
+            r = dp.get("/load/x")
+            count[0] += 1
+            if r.status != 200:
+                failures.append(r.status)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(40):
+            add_route(cp, upstream, "extra%d" % i, "/extra%d" % i)
+        wait_until(serves(dp, "/extra39", 200), what="last change served")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert count[0] > 100
+    assert failures == []
+
+
+def test_data_plane_configuration_errors(tmp_path, cluster_cert):
+    from conftest import run_dp
+    r = run_dp(["-t", "-p", tmp_path], env={"SLUICE_ROLE": "data_plane"})
+    assert r.returncode == 2
+    assert "cluster_cert, cluster_cert_key: required with role = data_plane" in r.stderr
+    r = run_dp(["-t", "-p", tmp_path], env={
+        "SLUICE_ROLE": "data_plane", "SLUICE_CLUSTER_CERT": "/nope.crt",
+        "SLUICE_CLUSTER_CERT_KEY": str(cluster_cert[1]),
+        "SLUICE_CLUSTER_CONTROL_PLANE": "cp.example:8005"})
+    assert r.returncode == 2 and "cluster_cert: cannot read '/nope.crt'" in r.stderr
+    r = run_dp(["-t", "-p", tmp_path], env={
+        "SLUICE_ROLE": "data_plane", "SLUICE_CLUSTER_CERT": str(cluster_cert[0]),
+        "SLUICE_CLUSTER_CERT_KEY": str(cluster_cert[1]),
+        "SLUICE_CLUSTER_CONTROL_PLANE": "no-port"})
+    assert r.returncode == 2 and "cluster_control_plane: expected host:port" in r.stderr
+    r = run_dp(["-t", "-p", tmp_path], env={
+        "SLUICE_ROLE": "data_plane", "SLUICE_CLUSTER_CERT": str(cluster_cert[0]),
+        "SLUICE_CLUSTER_CERT_KEY": str(cluster_cert[1]), "SLUICE_CLUSTER_MTLS": "pki",
+        "SLUICE_CLUSTER_CONTROL_PLANE": "cp.example:8005"})
+    assert r.returncode == 2 and "cluster_ca_cert: required when cluster_mtls = pki" in r.stderr
+    r = run_dp(["-t", "-p", tmp_path], env={
+        "SLUICE_ROLE": "data_plane", "SLUICE_CLUSTER_CERT": str(cluster_cert[0]),
+        "SLUICE_CLUSTER_CERT_KEY": str(cluster_cert[1]),
+        "SLUICE_CLUSTER_CONTROL_PLANE": "cp.example:8005"})
+    assert r.returncode == 0, r.stderr
+
+
+def test_control_plane_cluster_configuration_errors(tmp_path):
+    from cp.conftest import run_cp
+    r = run_cp(["-t", "-p", tmp_path], env={"SLUICE_CLUSTER_LISTEN": "127.0.0.1:8005"})
+    assert r.returncode == 2
+    assert "cluster_cert, cluster_cert_key: required for the cluster listener" in r.stderr
+    r = run_cp(["-t", "-p", tmp_path], env={"SLUICE_CLUSTER_LISTEN": "127.0.0.1:8005",
+                                            "SLUICE_CLUSTER_MTLS": "both"})
+    assert r.returncode == 2 and "cluster_mtls: expected shared or pki" in r.stderr
+    r = run_cp(["-t", "-p", tmp_path], env={"SLUICE_CLUSTER_PING_INTERVAL": "1ms"})
+    assert r.returncode == 2 and "cluster_ping_interval" in r.stderr

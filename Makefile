@@ -45,7 +45,7 @@ LIB_CP     := $(BUILD)/lib/libslcp.a
 SLUICE_DP  := $(BUILD)/bin/sluice-dp
 SLUICE_CP  := $(if $(wildcard controlplane/main.c),$(BUILD)/bin/sluice-cp,)
 
-.PHONY: all help deps test unit integration asan bench run format format-check clean check-tools fuzz-smoke
+.PHONY: all help deps test unit integration asan bench bench-sync run format format-check clean check-tools fuzz-smoke
 all: $(SLUICE_DP) $(SLUICE_CP)
 
 help:
@@ -54,6 +54,7 @@ help:
 	@echo "make test       C unit tests (cmocka) and integration tests (pytest)"
 	@echo "make asan       both suites under AddressSanitizer + UBSan"
 	@echo "make bench      benchmarks against the upstream directly and nginx"
+	@echo "make bench-sync hybrid mode: propagation from the Admin API to five data planes"
 	@echo "make run        a local demo"
 	@echo "make format-check / make format"
 
@@ -135,6 +136,9 @@ asan:
 
 bench: all
 	SLUICE_BUILD=$(abspath $(BUILD)) tests/bench/run.sh
+
+bench-sync: all
+	$(PYTHON) tests/bench/sync_bench.py --build $(abspath $(BUILD))/bin
 
 run:
 	tools/deps.sh

@@ -68,6 +68,11 @@ static struct {
     struct event *retry, *ping, *persist;
     uint64_t ping_ms;
 
+    bool started;
+    uint64_t bytes_received, snapshots, deltas;
+    double last_apply_ms;
+    char last_error[600];
+
     json_t *entities; /* "<table>/<id>" -> [table, id, text, parsed] */
     uint64_t version;
     sl_cfghash_t hash;
@@ -111,6 +116,7 @@ static void toggle(sl_cfghash_t *h, const json_t *e)
 static int publish(json_t *map, uint64_t version, const sl_cfghash_t *hash, char *err,
                    size_t errlen)
 {
+    uint64_t t0 = sl_now_us();
     json_t *doc = json_pack("{s:s}", "_format_version", "3.0");
     for (size_t i = 0; i < SL_ARRAY_LEN(tables); i++)
         json_object_set_new(doc, tables[i], json_array());
@@ -126,7 +132,10 @@ static int publish(json_t *map, uint64_t version, const sl_cfghash_t *hash, char
     sl_errors_t errs;
     sl_errors_init(&errs);
     sl_gen_t *g = NULL;
+    uint64_t t1 = sl_now_us();
     int rc = sl_gen_build_hashed(doc, version, hex, &g, &errs);
+    SL_DEBUG("cluster: document %.1f ms, generation %.1f ms", (t1 - t0) / 1e3,
+             (sl_now_us() - t1) / 1e3);
     json_decref(doc);
     if (rc != SL_OK) {
         snprintf(err, errlen, "%s%s", errs.n ? errs.items[0] : "the configuration does not build",
@@ -522,15 +531,19 @@ static bool on_message(const sl_cmsg_t *m)
         struct timeval t0, t1;
         gettimeofday(&t0, NULL);
         if (apply_snapshot(s, err, sizeof(err)) != SL_OK) {
+            snprintf(S.last_error, sizeof(S.last_error), "%s", err);
             SL_ERROR("cluster: snapshot version %llu not applied, keeping version %llu: %s",
                      (unsigned long long)s->version, (unsigned long long)S.version, err);
             send_applied(s->version, err);
             return true;
         }
         gettimeofday(&t1, NULL);
+        S.last_apply_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_usec - t0.tv_usec) / 1e3;
+        S.snapshots++;
+        S.last_error[0] = '\0';
         SL_NOTICE("cluster: applied snapshot version %llu (%s, %zu entities) in %.1f ms",
                   (unsigned long long)S.version, s->hash, json_object_size(S.entities),
-                  (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_usec - t0.tv_usec) / 1e3);
+                  S.last_apply_ms);
         send_applied(S.version, NULL);
         schedule_persist();
         return true;
@@ -538,7 +551,10 @@ static bool on_message(const sl_cmsg_t *m)
     case SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_DELTA: {
         const Sluice__Cluster__Delta *d = m->delta;
         bool need = false;
+        struct timeval t0, t1;
+        gettimeofday(&t0, NULL);
         if (apply_delta(d, &need, err, sizeof(err)) != SL_OK) {
+            snprintf(S.last_error, sizeof(S.last_error), "%s", err);
             SL_WARN("cluster: delta %llu -> %llu not applied, keeping version %llu: %s",
                     (unsigned long long)d->from_version, (unsigned long long)d->to_version,
                     (unsigned long long)S.version, err);
@@ -554,9 +570,13 @@ static bool on_message(const sl_cmsg_t *m)
             }
             return true;
         }
-        SL_INFO("cluster: applied delta %llu -> %llu (%zu upserts, %zu deletes)",
+        gettimeofday(&t1, NULL);
+        S.last_apply_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_usec - t0.tv_usec) / 1e3;
+        S.deltas++;
+        S.last_error[0] = '\0';
+        SL_INFO("cluster: applied delta %llu -> %llu (%zu upserts, %zu deletes) in %.1f ms",
                 (unsigned long long)d->from_version, (unsigned long long)d->to_version,
-                d->n_upserts, d->n_deletes);
+                d->n_upserts, d->n_deletes, S.last_apply_ms);
         send_applied(S.version, NULL);
         schedule_persist();
         return true;
@@ -594,9 +614,11 @@ static void on_read(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     for (;;) {
         sl_cmsg_t *m = NULL;
+        size_t before = evbuffer_get_length(in);
         int rc = sl_frame_read(in, S.conf->cluster_max_payload, &m);
         if (rc == SL_AGAIN)
             return;
+        S.bytes_received += before - evbuffer_get_length(in);
         if (rc != SL_OK) {
             disconnect(rc == SL_ERR_TOO_BIG
                            ? "control plane sent a frame larger than cluster_max_payload; "
@@ -762,6 +784,7 @@ int sl_dp_cluster_start(struct event_base *base, const sl_dp_conf_t *conf, sl_er
     srandom((unsigned)(tv.tv_usec ^ getpid()));
     SL_NOTICE("cluster: data plane %s connecting to control plane %s:%d", S.node_id, S.host,
               S.port);
+    S.started = true;
     connect_cp();
     return SL_OK;
 }
@@ -790,4 +813,21 @@ void sl_dp_cluster_stop(void)
     S.entities = NULL;
     json_decref(S.labels);
     S.labels = NULL;
+}
+
+void sl_dp_cluster_status(struct evbuffer *body)
+{
+    if (!S.started)
+        return;
+    char *cp = sl_xasprintf("%s:%d", S.host, S.port);
+    json_t *o =
+        json_pack("{s:b,s:s,s:I,s:I,s:I,s:f,s:s?}", "connected", S.welcomed, "control_plane", cp,
+                  "bytes_received", (json_int_t)S.bytes_received, "snapshots_applied",
+                  (json_int_t)S.snapshots, "deltas_applied", (json_int_t)S.deltas, "last_apply_ms",
+                  S.last_apply_ms, "last_error", S.last_error[0] ? S.last_error : NULL);
+    free(cp);
+    char *text = json_dumps(o, JSON_COMPACT);
+    evbuffer_add_printf(body, ",\"cluster\":%s", text);
+    free(text);
+    json_decref(o);
 }

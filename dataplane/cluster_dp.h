@@ -30,4 +30,11 @@ int sl_dp_cluster_check(const sl_dp_conf_t *conf, sl_errors_t *errs);
 int sl_dp_cluster_start(struct event_base *base, const sl_dp_conf_t *conf, sl_errors_t *errs);
 void sl_dp_cluster_stop(void);
 
+/* Appends ,"cluster":{connected, control_plane, bytes_received,
+ * snapshots_applied, deltas_applied, last_apply_ms, last_error} to a
+ * /status body when this node is a data plane; nothing otherwise. Main
+ * thread only. */
+struct evbuffer;
+void sl_dp_cluster_status(struct evbuffer *body);
+
 #endif

@@ -79,6 +79,9 @@ typedef struct sl_gen_s {
     sl_upstream_t *upstreams;
     size_t nupstreams;
     json_t *doc; /* owned: the normalised document it was built from */
+    /* Build-time indexes (owned): service id -> index, lower-cased
+     * upstream name -> index. */
+    json_t *service_index, *upstream_index;
 } sl_gen_t;
 
 /*

@@ -4,6 +4,7 @@
  * locks) and the published generation; it never touches a worker's loop.
  */
 #include "status.h"
+#include "cluster_dp.h"
 #include "dp_conf.h"
 #include "util.h"
 
@@ -60,10 +61,12 @@ static void on_request(struct evhttp_request *req, void *arg)
                             "{\"server\":{\"connections_active\":%lld,\"connections_accepted\":%"
                             "llu,\"connections_handled\":%llu,\"total_requests\":%llu},"
                             "\"configuration_hash\":\"%s\",\"configuration_version\":%llu,"
-                            "\"workers\":%d,\"version\":\"%s\"}\n",
+                            "\"workers\":%d,\"version\":\"%s\"",
                             (long long)active, (unsigned long long)accepted,
                             (unsigned long long)accepted, (unsigned long long)total, hash,
                             (unsigned long long)(g ? g->version : 0), s->nworkers, SL_VERSION);
+        sl_dp_cluster_status(body);
+        evbuffer_add_printf(body, "}\n");
         reply(req, 200, "application/json; charset=utf-8", body);
     } else if (path && !strcmp(path, "/status/ready")) {
         if (s->draining) {

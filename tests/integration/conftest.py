@@ -311,6 +311,9 @@ class Sluice:
         return cmd + self.extra_args
 
     def start(self, wait_ready=True):
+        self.stopped = False  # a restart is a new process to stop at teardown
+        self.terminating = False
+        self.returncode = None
         for name in ("proxy.addr", "status.addr"):
             p = self.prefix / name
             if p.exists():

@@ -71,6 +71,12 @@ def test_changes_reach_every_data_plane(hybrid_cp, hybrid_dp, upstream):
         assert d["config_version"] == rows[0]["config_version"] > 0
     status = cp.get("/clustering/status")
     assert status.status == 200 and set(status.json) == {d["id"] for d in rows}
+    assert status.headers.get("deprecation") == "true"
+    for dp in dps:
+        c = json.loads(dp.status_get("/status").body)["cluster"]
+        assert c["connected"] is True and c["last_error"] is None
+        assert c["snapshots_applied"] + c["deltas_applied"] >= 3
+        assert c["bytes_received"] > 0 and c["control_plane"] == cluster_addr(cp)
 
 
 def test_control_plane_down_data_planes_keep_serving(hybrid_cp, hybrid_dp, upstream,

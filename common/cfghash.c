@@ -26,23 +26,7 @@ void sl_cfghash_toggle(sl_cfghash_t *h, const char *table, const char *id, const
 
 void sl_cfghash_hex(const sl_cfghash_t *h, char out[33])
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < SL_CFGHASH_LEN; i++) {
-        out[2 * i] = digits[h->b[i] >> 4];
-        out[2 * i + 1] = digits[h->b[i] & 15];
-    }
-    out[32] = '\0';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    sl_hex_encode(h->b, SL_CFGHASH_LEN, out);
 }
 
 bool sl_cfghash_parse(const char *s, size_t len, sl_cfghash_t *out)
@@ -50,7 +34,7 @@ bool sl_cfghash_parse(const char *s, size_t len, sl_cfghash_t *out)
     if (len != 2 * SL_CFGHASH_LEN)
         return false;
     for (size_t i = 0; i < SL_CFGHASH_LEN; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = sl_hex_value(s[2 * i]), lo = sl_hex_value(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out->b[i] = (unsigned char)(hi << 4 | lo);

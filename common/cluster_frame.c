@@ -20,6 +20,25 @@ size_t sl_frame_write(struct evbuffer *out, const sl_cmsg_t *msg)
     return len + 4;
 }
 
+size_t sl_frame_write_ping(struct evbuffer *out, bool pong, uint64_t version, const char *hash)
+{
+    Sluice__Cluster__Ping ping = SLUICE__CLUSTER__PING__INIT;
+    Sluice__Cluster__Pong pong_msg = SLUICE__CLUSTER__PONG__INIT;
+    sl_cmsg_t m = SLUICE__CLUSTER__CLUSTER_MESSAGE__INIT;
+    if (pong) {
+        pong_msg.config_version = version;
+        pong_msg.config_hash = (char *)hash;
+        m.msg_case = SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PONG;
+        m.pong = &pong_msg;
+    } else {
+        ping.config_version = version;
+        ping.config_hash = (char *)hash;
+        m.msg_case = SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PING;
+        m.ping = &ping;
+    }
+    return sl_frame_write(out, &m);
+}
+
 int sl_frame_read(struct evbuffer *in, size_t max, sl_cmsg_t **msg)
 {
     unsigned char head[4];

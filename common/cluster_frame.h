@@ -11,6 +11,7 @@
 #include "config.pb-c.h"
 
 #include <event2/buffer.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef Sluice__Cluster__ClusterMessage sl_cmsg_t;
@@ -22,6 +23,10 @@ typedef Sluice__Cluster__ClusterMessage sl_cmsg_t;
 
 /* Appends msg as one frame to out; returns the frame's size in bytes. */
 size_t sl_frame_write(struct evbuffer *out, const sl_cmsg_t *msg);
+
+/* Appends a Ping (pong false) or Pong frame carrying a configuration
+ * version and hash: both sides send them alike. */
+size_t sl_frame_write_ping(struct evbuffer *out, bool pong, uint64_t version, const char *hash);
 
 /*
  * Takes one frame from in. Returns SL_OK with *msg set (free it with

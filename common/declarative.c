@@ -49,8 +49,7 @@
  * schema does not report the same field a second time. */
 #define UNRESOLVED_ID "00000000-0000-0000-0000-000000000000"
 
-/* The output order of the tables (declarative.h). */
-static const char *const output_tables[] = {
+const char *const sl_declarative_tables[] = {
     "services",
     "routes",
     "consumers",
@@ -177,17 +176,6 @@ static int parse_text(const char *text, size_t len, json_t **out, sl_errors_t *e
 /* ------------------------------------------------------------------------ */
 /* 1.1 / 2.1 -> 3.0 (kong/db/migrations/migrate_path_280_300.lua)           */
 
-static int hexv(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes a regex path one last time: reserved characters keep
  * their (upper-cased) escape, regex metacharacters are escaped. */
 static char *normalize_regex(const char *re)
@@ -195,8 +183,9 @@ static char *normalize_regex(const char *re)
     size_t len = strlen(re);
     char *out = sl_xmalloc(len + 2), *o = out;
     for (size_t i = 0; i < len; i++) {
-        if (re[i] == '%' && i + 2 < len && hexv(re[i + 1]) >= 0 && hexv(re[i + 2]) >= 0) {
-            int c = hexv(re[i + 1]) * 16 + hexv(re[i + 2]);
+        if (re[i] == '%' && i + 2 < len && sl_hex_value(re[i + 1]) >= 0 &&
+            sl_hex_value(re[i + 2]) >= 0) {
+            int c = sl_hex_value(re[i + 1]) * 16 + sl_hex_value(re[i + 2]);
             if (c && strchr("!#$%&'()*+,/:;=?@[]", c)) {
                 *o++ = '%';
                 *o++ = (char)toupper((unsigned char)re[i + 1]);
@@ -733,8 +722,8 @@ static json_t *build_output(struct loader *L)
 {
     json_t *out = json_object();
     json_object_set_new(out, "_format_version", json_string("3.0"));
-    for (size_t i = 0; output_tables[i]; i++)
-        json_object_set_new(out, output_tables[i], json_array());
+    for (size_t i = 0; sl_declarative_tables[i]; i++)
+        json_object_set_new(out, sl_declarative_tables[i], json_array());
     for (size_t i = 0; i < L->n; i++)
         json_array_append(json_object_get(out, L->items[i].schema->name), L->items[i].obj);
     return out;

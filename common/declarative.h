@@ -23,6 +23,9 @@
 
 #include <jansson.h>
 
+/* The tables of the normalised document, in its order, NULL-terminated. */
+extern const char *const sl_declarative_tables[];
+
 /* Maximum size of a declarative file. */
 #define SL_DECLARATIVE_MAX_BYTES (64u * 1024 * 1024)
 

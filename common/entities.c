@@ -14,6 +14,7 @@
  * only mutable state is the plugin lookup, set once at start-up.
  */
 #include "entities.h"
+#include "schema_defs.h"
 #include "util.h"
 #include "uuid.h"
 
@@ -188,12 +189,8 @@ static char *normalize_ipv6(const char *s, struct host *h)
     for (int g = 0; g < 8; g++) {
         size_t n = 0;
         unsigned v = 0;
-        while (n < 5 && isxdigit((unsigned char)p[n])) {
-            v = v * 16 + (unsigned)(isdigit((unsigned char)p[n])
-                                        ? p[n] - '0'
-                                        : tolower((unsigned char)p[n]) - 'a' + 10);
-            n++;
-        }
+        for (int d; n < 5 && (d = sl_hex_value(p[n])) >= 0; n++)
+            v = v * 16 + (unsigned)d;
         if (n < 1 || n > 4)
             return fmt("invalid ipv6 address: %s", s);
         groups[g] = v;
@@ -567,16 +564,6 @@ static bool is_reserved(int c)
     return c && strchr("!*'();:@&=+$,/?%#[]", c) != NULL;
 }
 
-static int hexv(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 char *sl_route_path_normalize(const char *uri, bool merge_slashes)
 {
     size_t len = strlen(uri);
@@ -588,8 +575,9 @@ char *sl_route_path_normalize(const char *uri, bool merge_slashes)
     char *in = sl_xmalloc(len + 1);
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
-        if (uri[i] == '%' && i + 2 < len && hexv(uri[i + 1]) >= 0 && hexv(uri[i + 2]) >= 0) {
-            int c = hexv(uri[i + 1]) * 16 + hexv(uri[i + 2]);
+        if (uri[i] == '%' && i + 2 < len && sl_hex_value(uri[i + 1]) >= 0 &&
+            sl_hex_value(uri[i + 2]) >= 0) {
+            int c = sl_hex_value(uri[i + 1]) * 16 + sl_hex_value(uri[i + 2]);
             if (is_reserved(c)) {
                 in[n++] = '%';
                 in[n++] = (char)toupper((unsigned char)uri[i + 1]);
@@ -668,7 +656,7 @@ static char *check_path_chars(const char *s, int *kind)
     for (const char *p = s; *p; p++) {
         if (*p != '%')
             continue;
-        if (hexv(p[1]) >= 0 && hexv(p[2]) >= 0) {
+        if (sl_hex_value(p[1]) >= 0 && sl_hex_value(p[2]) >= 0) {
             p += 2;
             continue;
         }
@@ -676,7 +664,7 @@ static char *check_path_chars(const char *s, int *kind)
          * an escape that follows as "___". */
         char bad[4] = {'%', 0, 0, 0};
         for (int i = 1; i <= 2 && p[i]; i++) {
-            if (p[i] == '%' && hexv(p[i + 1]) >= 0 && hexv(p[i + 2]) >= 0)
+            if (p[i] == '%' && sl_hex_value(p[i + 1]) >= 0 && sl_hex_value(p[i + 2]) >= 0)
                 bad[i] = '_';
             else
                 bad[i] = p[i];
@@ -857,6 +845,8 @@ static char *check_ca_certificate(const json_t *e)
 /* ------------------------------------------------------------------------ */
 /* Field building blocks                                                     */
 
+/* The shapes that plugin_schemas.c uses too are in schema_defs.h. */
+
 static const char *const protocols_all[] = {"grpc", "grpcs",           "http", "https", "tcp",
                                             "tls",  "tls_passthrough", "udp",  NULL};
 
@@ -890,28 +880,6 @@ static const sl_field_t tag_field = {.type = SL_FT_STRING, .flags = SL_F_REQUIRE
 #define F_UTF8_NAME(nm)                                                                            \
     {                                                                                              \
         .name = (nm), .type = SL_FT_STRING, .flags = SL_F_UNIQUE, .custom = v_utf8_name            \
-    }
-
-#define F_FOREIGN(nm, ref, extra)                                                                  \
-    {                                                                                              \
-        .name = (nm), .type = SL_FT_FOREIGN, .reference = (ref), .flags = (extra)                  \
-    }
-
-#define F_BOOL(nm, dflt, extra)                                                                    \
-    {                                                                                              \
-        .name = (nm), .type = SL_FT_BOOLEAN, .flags = (extra), .def = SL_DEF_BOOL,                 \
-        .def_int = (dflt)                                                                          \
-    }
-
-#define F_INT_BETWEEN(nm, dflt, lo, hi)                                                            \
-    {                                                                                              \
-        .name = (nm), .type = SL_FT_INTEGER, .def = SL_DEF_INT, .def_int = (dflt),                 \
-        .between = true, .min = (lo), .max = (hi)                                                  \
-    }
-
-#define FIELDS_END                                                                                 \
-    {                                                                                              \
-        .name = NULL                                                                               \
     }
 
 /* ------------------------------------------------------------------------ */
@@ -1036,14 +1004,14 @@ static const sl_check_t service_checks[] = {
 
 static const sl_field_t uuid_element = {.type = SL_FT_STRING, .flags = SL_F_UUID};
 
-#define NONZERO_TIMEOUT(nm) F_INT_BETWEEN(nm, 60000, 1, 2147483646)
+#define NONZERO_TIMEOUT(nm) SL_FIELD_INT_BETWEEN(nm, 60000, 1, 2147483646)
 
 static const sl_field_t service_fields[] = {
     F_ID,
     F_CREATED_AT,
     F_UPDATED_AT,
     F_UTF8_NAME("name"),
-    F_INT_BETWEEN("retries", 5, 0, 32767),
+    SL_FIELD_INT_BETWEEN("retries", 5, 0, 32767),
     {.name = "protocol",
      .type = SL_FT_STRING,
      .flags = SL_F_REQUIRED,
@@ -1064,12 +1032,12 @@ static const sl_field_t service_fields[] = {
     NONZERO_TIMEOUT("write_timeout"),
     NONZERO_TIMEOUT("read_timeout"),
     F_TAGS,
-    F_FOREIGN("client_certificate", "certificates", 0),
+    SL_FIELD_FOREIGN("client_certificate", "certificates", 0),
     {.name = "tls_verify", .type = SL_FT_BOOLEAN},
     {.name = "tls_verify_depth", .type = SL_FT_INTEGER, .between = true, .min = 0, .max = 64},
     {.name = "ca_certificates", .type = SL_FT_ARRAY, .elements = &uuid_element},
-    F_BOOL("enabled", 1, SL_F_REQUIRED),
-    FIELDS_END,
+    SL_FIELD_BOOL("enabled", 1, SL_F_REQUIRED),
+    SL_FIELDS_END,
 };
 
 static const sl_schema_t services_schema = {
@@ -1132,7 +1100,7 @@ static const sl_field_t header_values = {.type = SL_FT_ARRAY, .elements = &strin
 static const sl_field_t ip_source_fields[] = {
     {.name = "ip", .type = SL_FT_STRING, .custom = v_ip_or_cidr},
     {.name = "port", .type = SL_FT_INTEGER, .between = true, .min = 0, .max = 65535},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const char *const ip_or_port[] = {"ip", "port", NULL};
 static const sl_check_t ip_source_checks[] = {
@@ -1166,12 +1134,12 @@ static const sl_field_t route_fields[] = {
      .def_int = 426,
      .one_of_int = redirect_codes,
      .n_one_of_int = SL_ARRAY_LEN(redirect_codes)},
-    F_BOOL("strip_path", 1, SL_F_REQUIRED),
-    F_BOOL("preserve_host", 0, SL_F_REQUIRED),
-    F_BOOL("request_buffering", 1, SL_F_REQUIRED),
-    F_BOOL("response_buffering", 1, SL_F_REQUIRED),
+    SL_FIELD_BOOL("strip_path", 1, SL_F_REQUIRED),
+    SL_FIELD_BOOL("preserve_host", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("request_buffering", 1, SL_F_REQUIRED),
+    SL_FIELD_BOOL("response_buffering", 1, SL_F_REQUIRED),
     F_TAGS,
-    F_FOREIGN("service", "services", 0),
+    SL_FIELD_FOREIGN("service", "services", 0),
     {.name = "snis", .type = SL_FT_SET, .elements = &wildcard_host_element},
     {.name = "sources", .type = SL_FT_SET, .elements = &ip_source_element},
     {.name = "destinations", .type = SL_FT_SET, .elements = &ip_source_element},
@@ -1185,7 +1153,7 @@ static const sl_field_t route_fields[] = {
      .def = SL_DEF_STRING,
      .def_str = "v0",
      .one_of = path_handlings},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 
 static const char *const snis_protocols[] = {"grpcs", "https", "tls", "tls_passthrough", NULL};
@@ -1211,7 +1179,7 @@ static const sl_field_t route_http_fields[] = {
              &ip_source_element),
     NO_FIELD("destinations", SL_FT_SET,
              "cannot set 'destinations' when 'protocols' is 'http' or 'https'", &ip_source_element),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const char *const http_then[] = {"methods", "hosts", "headers", "paths", "snis", NULL};
 static const char *const http_else[] = {"methods", "hosts", "headers", "paths", NULL};
@@ -1242,7 +1210,7 @@ static const sl_field_t route_stream_fields[] = {
      .err = STREAM_ERR("headers"),
      .keys = &route_header_key,
      .values = &header_values},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const char *const stream_l4[] = {"tcp", "tls", "udp", NULL};
 static const char *const stream_then[] = {"sources", "destinations", "snis", NULL};
@@ -1277,7 +1245,7 @@ static const sl_field_t route_grpc_fields[] = {
              &ip_source_element),
     NO_FIELD("destinations", SL_FT_SET,
              "cannot set 'destinations' when 'protocols' is 'grpc' or 'grpcs'", &ip_source_element),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const char *const grpc_then[] = {"hosts", "headers", "paths", "snis", NULL};
 static const char *const grpc_else[] = {"hosts", "headers", "paths", NULL};
@@ -1346,7 +1314,7 @@ static const sl_field_t consumer_fields[] = {
     {.name = "username", .type = SL_FT_STRING, .flags = SL_F_UNIQUE},
     {.name = "custom_id", .type = SL_FT_STRING, .flags = SL_F_UNIQUE},
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const char *const consumer_ids[] = {"custom_id", "username", NULL};
 static const sl_check_t consumer_checks[] = {
@@ -1390,9 +1358,9 @@ static const sl_field_t plugin_fields[] = {
     F_UTF8_NAME("instance_name"),
     F_CREATED_AT,
     F_UPDATED_AT,
-    F_FOREIGN("route", "routes", SL_F_CASCADE),
-    F_FOREIGN("service", "services", SL_F_CASCADE),
-    F_FOREIGN("consumer", "consumers", SL_F_CASCADE),
+    SL_FIELD_FOREIGN("route", "routes", SL_F_CASCADE),
+    SL_FIELD_FOREIGN("service", "services", SL_F_CASCADE),
+    SL_FIELD_FOREIGN("consumer", "consumers", SL_F_CASCADE),
     {.name = "config", .type = SL_FT_RECORD, .def = SL_DEF_RECORD},
     {.name = "protocols",
      .type = SL_FT_SET,
@@ -1400,9 +1368,9 @@ static const sl_field_t plugin_fields[] = {
      .def = SL_DEF_JSON,
      .def_str = "[\"grpc\",\"grpcs\",\"http\",\"https\"]",
      .elements = &plugin_protocol_element},
-    F_BOOL("enabled", 1, SL_F_REQUIRED),
+    SL_FIELD_BOOL("enabled", 1, SL_F_REQUIRED),
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t plugins_schema = {
     .name = "plugins",
@@ -1451,24 +1419,24 @@ static const sl_field_t active_healthy_fields[] = {
     HC_SECONDS("interval", 0),
     HC_STATUSES("[200,302]"),
     HC_COUNT("successes", 0, 0),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_field_t active_unhealthy_fields[] = {
     HC_SECONDS("interval", 0),       HC_STATUSES("[429,404,500,501,502,503,504,505]"),
     HC_COUNT("tcp_failures", 0, 0),  HC_COUNT("timeouts", 0, 0),
-    HC_COUNT("http_failures", 0, 0), FIELDS_END,
+    HC_COUNT("http_failures", 0, 0), SL_FIELDS_END,
 };
 static const sl_field_t passive_healthy_fields[] = {
     HC_STATUSES("[200,201,202,203,204,205,206,207,208,226,300,301,302,303,304,305,306,307,308]"),
     HC_COUNT("successes", 0, 0),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_field_t passive_unhealthy_fields[] = {
     HC_STATUSES("[429,500,503]"),
     HC_COUNT("tcp_failures", 0, 0),
     HC_COUNT("timeouts", 0, 0),
     HC_COUNT("http_failures", 0, 0),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t active_healthy = {.fields = active_healthy_fields};
 static const sl_schema_t active_unhealthy = {.fields = active_unhealthy_fields};
@@ -1488,17 +1456,17 @@ static const sl_field_t active_fields[] = {
      .starts_with = "/",
      .custom = v_service_path},
     {.name = "https_sni", .type = SL_FT_STRING, .custom = v_sni},
-    F_BOOL("https_verify_certificate", 1, 0),
+    SL_FIELD_BOOL("https_verify_certificate", 1, 0),
     {.name = "headers", .type = SL_FT_MAP, .keys = &header_name_key, .values = &header_values},
     {.name = "healthy", .type = SL_FT_RECORD, .def = SL_DEF_RECORD, .record = &active_healthy},
     {.name = "unhealthy", .type = SL_FT_RECORD, .def = SL_DEF_RECORD, .record = &active_unhealthy},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_field_t passive_fields[] = {
     HC_TYPE,
     {.name = "healthy", .type = SL_FT_RECORD, .def = SL_DEF_RECORD, .record = &passive_healthy},
     {.name = "unhealthy", .type = SL_FT_RECORD, .def = SL_DEF_RECORD, .record = &passive_unhealthy},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t active_record = {.fields = active_fields};
 static const sl_schema_t passive_record = {.fields = passive_fields};
@@ -1512,7 +1480,7 @@ static const sl_field_t healthcheck_fields[] = {
      .between = true,
      .min = 0,
      .max = 100},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t healthchecks_record = {.fields = healthcheck_fields};
 
@@ -1546,30 +1514,22 @@ static const sl_field_t upstream_fields[] = {
      .def_str = "/",
      .starts_with = "/",
      .custom = v_service_path},
-    {.name = "hash_on_query_arg", .type = SL_FT_STRING},
-    {.name = "hash_fallback_query_arg", .type = SL_FT_STRING},
-    {.name = "hash_on_uri_capture", .type = SL_FT_STRING},
-    {.name = "hash_fallback_uri_capture", .type = SL_FT_STRING},
-    F_INT_BETWEEN("slots", 10000, 10, 65536),
+    SL_FIELD_STRING("hash_on_query_arg"),
+    SL_FIELD_STRING("hash_fallback_query_arg"),
+    SL_FIELD_STRING("hash_on_uri_capture"),
+    SL_FIELD_STRING("hash_fallback_uri_capture"),
+    SL_FIELD_INT_BETWEEN("slots", 10000, 10, 65536),
     {.name = "healthchecks",
      .type = SL_FT_RECORD,
      .def = SL_DEF_RECORD,
      .record = &healthchecks_record},
     F_TAGS,
     {.name = "host_header", .type = SL_FT_STRING, .custom = v_host_optional_port},
-    F_FOREIGN("client_certificate", "certificates", 0),
-    F_BOOL("use_srv_name", 0, 0),
-    FIELDS_END,
+    SL_FIELD_FOREIGN("client_certificate", "certificates", 0),
+    SL_FIELD_BOOL("use_srv_name", 0, 0),
+    SL_FIELDS_END,
 };
 
-#define IF_THEN_REQUIRED(iff, val, thenf)                                                          \
-    {                                                                                              \
-        .kind = SL_CHECK_CONDITIONAL, .if_field = (iff),                                           \
-        .if_match = {.one_of = (const char *const[]){(val), NULL}}, .then_field = (thenf),         \
-        .then_match = {                                                                            \
-            .flags = SL_M_REQUIRED                                                                 \
-        }                                                                                          \
-    }
 #define IF_THEN_ONE_OF(val, ...)                                                                   \
     {                                                                                              \
         .kind = SL_CHECK_CONDITIONAL, .if_field = "hash_on",                                       \
@@ -1585,10 +1545,10 @@ static const char *const distinct_captures[] = {"hash_on_uri_capture", "hash_fal
                                                 NULL};
 
 static const sl_check_t upstream_checks[] = {
-    IF_THEN_REQUIRED("hash_on", "header", "hash_on_header"),
-    IF_THEN_REQUIRED("hash_fallback", "header", "hash_fallback_header"),
-    IF_THEN_REQUIRED("hash_on", "cookie", "hash_on_cookie"),
-    IF_THEN_REQUIRED("hash_fallback", "cookie", "hash_on_cookie"),
+    SL_REQUIRED_WHEN("hash_on", "header", "hash_on_header"),
+    SL_REQUIRED_WHEN("hash_fallback", "header", "hash_fallback_header"),
+    SL_REQUIRED_WHEN("hash_on", "cookie", "hash_on_cookie"),
+    SL_REQUIRED_WHEN("hash_fallback", "cookie", "hash_on_cookie"),
     IF_THEN_ONE_OF("none", "none"),
     IF_THEN_ONE_OF("cookie", "none"),
     IF_THEN_ONE_OF("consumer", "none", "ip", "header", "cookie", "path", "query_arg",
@@ -1597,10 +1557,10 @@ static const sl_check_t upstream_checks[] = {
                    "uri_capture"),
     IF_THEN_ONE_OF("path", "none", "consumer", "ip", "header", "cookie", "query_arg",
                    "uri_capture"),
-    IF_THEN_REQUIRED("hash_on", "query_arg", "hash_on_query_arg"),
-    IF_THEN_REQUIRED("hash_fallback", "query_arg", "hash_fallback_query_arg"),
-    IF_THEN_REQUIRED("hash_on", "uri_capture", "hash_on_uri_capture"),
-    IF_THEN_REQUIRED("hash_fallback", "uri_capture", "hash_fallback_uri_capture"),
+    SL_REQUIRED_WHEN("hash_on", "query_arg", "hash_on_query_arg"),
+    SL_REQUIRED_WHEN("hash_fallback", "query_arg", "hash_fallback_query_arg"),
+    SL_REQUIRED_WHEN("hash_on", "uri_capture", "hash_on_uri_capture"),
+    SL_REQUIRED_WHEN("hash_fallback", "uri_capture", "hash_fallback_uri_capture"),
     {.kind = SL_CHECK_DISTINCT, .fields = distinct_headers},
     {.kind = SL_CHECK_DISTINCT, .fields = distinct_args},
     {.kind = SL_CHECK_DISTINCT, .fields = distinct_captures},
@@ -1637,11 +1597,11 @@ static const sl_field_t target_fields[] = {
     F_ID,
     F_CREATED_AT_MS,
     F_UPDATED_AT_MS,
-    F_FOREIGN("upstream", "upstreams", SL_F_REQUIRED | SL_F_CASCADE),
+    SL_FIELD_FOREIGN("upstream", "upstreams", SL_F_REQUIRED | SL_F_CASCADE),
     {.name = "target", .type = SL_FT_STRING, .flags = SL_F_REQUIRED, .custom = v_target},
-    F_INT_BETWEEN("weight", 100, 0, 65535),
+    SL_FIELD_INT_BETWEEN("weight", 100, 0, 65535),
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t targets_schema = {
     .name = "targets",
@@ -1662,7 +1622,7 @@ static const sl_field_t certificate_fields[] = {
     {.name = "cert_alt", .type = SL_FT_STRING, .custom = v_certificate},
     {.name = "key_alt", .type = SL_FT_STRING, .custom = v_key},
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const char *const alt_pair[] = {"cert_alt", "key_alt", NULL};
 static const char *const cert_pair[] = {"cert", "key", NULL};
@@ -1686,8 +1646,8 @@ static const sl_field_t sni_fields[] = {
     F_CREATED_AT,
     F_UPDATED_AT,
     F_TAGS,
-    F_FOREIGN("certificate", "certificates", SL_F_REQUIRED),
-    FIELDS_END,
+    SL_FIELD_FOREIGN("certificate", "certificates", SL_F_REQUIRED),
+    SL_FIELDS_END,
 };
 static const sl_schema_t snis_schema = {
     .name = "snis",
@@ -1702,7 +1662,7 @@ static const sl_field_t ca_certificate_fields[] = {
     {.name = "cert", .type = SL_FT_STRING, .flags = SL_F_REQUIRED, .custom = v_certificate},
     {.name = "cert_digest", .type = SL_FT_STRING, .flags = SL_F_UNIQUE},
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const char *const cert_only[] = {"cert", NULL};
 static const sl_check_t ca_certificate_checks[] = {
@@ -1718,7 +1678,7 @@ static const sl_schema_t ca_certificates_schema = {
 /* ------------------------------------------------------------------------ */
 /* Credentials of the bundled auth plugins                                   */
 
-#define F_CONSUMER F_FOREIGN("consumer", "consumers", SL_F_REQUIRED | SL_F_CASCADE)
+#define F_CONSUMER SL_FIELD_FOREIGN("consumer", "consumers", SL_F_REQUIRED | SL_F_CASCADE)
 
 static const char *const key_only[] = {"key", NULL};
 static const sl_field_t keyauth_fields[] = {
@@ -1729,7 +1689,7 @@ static const sl_field_t keyauth_fields[] = {
     {.name = "key", .type = SL_FT_STRING, .flags = SL_F_UNIQUE | SL_F_AUTO},
     F_TAGS,
     {.name = "ttl", .type = SL_FT_INTEGER, .between = true, .min = 0, .max = 100000000},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t keyauth_schema = {
     .name = "keyauth_credentials",
@@ -1748,7 +1708,7 @@ static const sl_field_t basicauth_fields[] = {
     {.name = "username", .type = SL_FT_STRING, .flags = SL_F_REQUIRED | SL_F_UNIQUE},
     {.name = "password", .type = SL_FT_STRING, .flags = SL_F_REQUIRED},
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t basicauth_schema = {
     .name = "basicauth_credentials",
@@ -1790,14 +1750,14 @@ static const sl_field_t jwt_fields[] = {
     F_CONSUMER,
     {.name = "key", .type = SL_FT_STRING, .flags = SL_F_UNIQUE | SL_F_AUTO},
     {.name = "secret", .type = SL_FT_STRING, .flags = SL_F_AUTO},
-    {.name = "rsa_public_key", .type = SL_FT_STRING},
+    SL_FIELD_STRING("rsa_public_key"),
     {.name = "algorithm",
      .type = SL_FT_STRING,
      .def = SL_DEF_STRING,
      .def_str = "HS256",
      .one_of = jwt_algorithms},
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_check_t jwt_checks[] = {
     {.kind = SL_CHECK_CONDITIONAL,
@@ -1824,7 +1784,7 @@ static const sl_field_t acl_fields[] = {
     F_CONSUMER,
     {.name = "group", .type = SL_FT_STRING, .flags = SL_F_REQUIRED},
     F_TAGS,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_schema_t acls_schema = {
     .name = "acls",
@@ -1870,16 +1830,6 @@ bool sl_entity_endpoint_key_unique(const sl_schema_t *s)
 /* ------------------------------------------------------------------------ */
 /* Transformations                                                           */
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static void transform_basicauth(json_t *e)
 {
     const json_t *pw = json_object_get(e, "password");
@@ -1896,7 +1846,7 @@ static void transform_basicauth(json_t *e)
         sl_panic(__FILE__, __LINE__, "SHA-1 digest failed");
     EVP_MD_CTX_free(ctx);
     char out[2 * EVP_MAX_MD_SIZE + 1];
-    hex(md, mdlen, out);
+    sl_hex_encode(md, mdlen, out);
     json_object_set_new(e, "password", json_string(out));
 }
 
@@ -1914,7 +1864,7 @@ static void transform_ca_certificate(json_t *e, bool always)
     unsigned int n = 0;
     if (X509_digest(x, EVP_sha256(), md, &n) == 1) {
         char out[2 * EVP_MAX_MD_SIZE + 1];
-        hex(md, n, out);
+        sl_hex_encode(md, n, out);
         json_object_set_new(e, "cert_digest", json_string(out));
     }
     X509_free(x);

@@ -21,6 +21,7 @@
  */
 #include "plugins.h"
 #include "schema.h"
+#include "schema_defs.h"
 #include "util.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -252,8 +253,9 @@ static enum host_verdict check_host(const char *s, enum host_kind *kind, bool *h
     return check_name(s, has_port);
 }
 
-/* typedefs.host */
-static char *v_host(const json_t *v)
+/* typedefs.host, or with ip_ok false typedefs.sni: a name (or an address)
+ * without a port. */
+static char *check_host_value(const json_t *v, bool ip_ok)
 {
     const char *s = json_string_value(v);
     enum host_kind kind;
@@ -261,25 +263,21 @@ static char *v_host(const json_t *v)
     enum host_verdict r = check_host(s, &kind, &port);
     if (r == HOST_INVALID)
         return sl_xasprintf("invalid value: %s", s);
+    if (!ip_ok && r == HOST_OK && kind != HOST_NAME)
+        return sl_xstrdup("must not be an IP");
     if (r == HOST_BAD_PORT || port)
         return sl_xstrdup("must not have a port");
     return NULL;
 }
 
-/* typedefs.sni */
+static char *v_host(const json_t *v)
+{
+    return check_host_value(v, true);
+}
+
 static char *v_sni(const json_t *v)
 {
-    const char *s = json_string_value(v);
-    enum host_kind kind;
-    bool port;
-    enum host_verdict r = check_host(s, &kind, &port);
-    if (r == HOST_INVALID)
-        return sl_xasprintf("invalid value: %s", s);
-    if (r == HOST_OK && kind != HOST_NAME)
-        return sl_xstrdup("must not be an IP");
-    if (r == HOST_BAD_PORT || port)
-        return sl_xstrdup("must not have a port");
-    return NULL;
+    return check_host_value(v, false);
 }
 
 static bool ip_family(const char *s, int *family)
@@ -384,11 +382,6 @@ static char *v_url(const json_t *v)
     return NULL;
 }
 
-static int hex_digit(int c)
-{
-    return isxdigit(c) != 0;
-}
-
 /* typedefs.path after its starts_with "/": no empty segment, only RFC 3986
  * characters, and every '%' starting a two-digit escape. A bad escape is
  * quoted as Kong does, with the '%' and up to two characters after it, an
@@ -406,14 +399,13 @@ static char *v_path(const json_t *v)
     for (const char *p = s; *p; p++) {
         if (*p != '%')
             continue;
-        if (hex_digit((unsigned char)p[1]) && hex_digit((unsigned char)p[2])) {
+        if (sl_hex_value(p[1]) >= 0 && sl_hex_value(p[2]) >= 0) {
             p += 2;
             continue;
         }
         char bad[4] = {'%', 0, 0, 0};
         for (int i = 1; i <= 2 && p[i]; i++) {
-            if (p[i] == '%' && hex_digit((unsigned char)p[i + 1]) &&
-                hex_digit((unsigned char)p[i + 2])) {
+            if (p[i] == '%' && sl_hex_value(p[i + 1]) >= 0 && sl_hex_value(p[i + 2]) >= 0) {
                 memset(bad + i, '_', (size_t)(3 - i));
                 break;
             }
@@ -427,20 +419,12 @@ static char *v_path(const json_t *v)
 /* ------------------------------------------------------------------------ */
 /* Field building blocks                                                     */
 
-#define FIELDS_END                                                                                 \
-    {                                                                                              \
-        .name = NULL                                                                               \
-    }
+/* The shapes that entities.c uses too are in schema_defs.h. */
 
-/* A boolean with a default; Kong marks most of them required. */
-#define F_BOOL(nm, dflt, fl)                                                                       \
+/* A string with a default. */
+#define F_STRING_DEF(nm, dflt)                                                                     \
     {                                                                                              \
-        .name = (nm), .type = SL_FT_BOOLEAN, .flags = (fl), .def = SL_DEF_BOOL, .def_int = (dflt)  \
-    }
-
-#define F_STRING(nm)                                                                               \
-    {                                                                                              \
-        .name = (nm), .type = SL_FT_STRING                                                         \
+        .name = (nm), .type = SL_FT_STRING, .def = SL_DEF_STRING, .def_str = (dflt)                \
     }
 
 /* A number field whose default is a whole number, kept an integer in JSON as
@@ -450,26 +434,24 @@ static char *v_path(const json_t *v)
         .name = (nm), .type = SL_FT_NUMBER, .def = SL_DEF_INT, .def_int = (dflt)                   \
     }
 
-/* A nested record: required, so it is always filled with its defaults. */
-#define F_RECORD(nm, rec)                                                                          \
+/* A nested record of the fields flds: required, so it is always filled with
+ * its defaults. */
+#define F_RECORD(nm, flds)                                                                         \
     {                                                                                              \
-        .name = (nm), .type = SL_FT_RECORD, .flags = SL_F_REQUIRED, .def = SL_DEF_RECORD,          \
-        .record = (rec)                                                                            \
+        .name = (nm), .type = SL_FT_RECORD, .record = &(const sl_schema_t){.fields = (flds)},      \
+        .flags = SL_F_REQUIRED, .def = SL_DEF_RECORD                                               \
     }
 
-/* The "config" field of a plugin subschema. */
-#define F_CONFIG(rec, check)                                                                       \
+/* The "config" field of a plugin subschema: a record of the fields flds,
+ * with check (or NULL) run on it once its fields are valid. */
+#define F_CONFIG(flds, check)                                                                      \
     {                                                                                              \
         .name = "config", .type = SL_FT_RECORD, .flags = SL_F_REQUIRED, .def = SL_DEF_RECORD,      \
-        .record = (rec), .custom = (check)                                                         \
+        .record = &(const sl_schema_t){.fields = (flds)}, .custom = (check)                        \
     }
 
 /* typedefs.no_consumer: the plugin cannot be scoped to a consumer. */
-#define F_NO_CONSUMER                                                                              \
-    {                                                                                              \
-        .name = "consumer", .type = SL_FT_FOREIGN, .reference = "consumers",                       \
-        .flags = SL_F_EQ_NULL | SL_F_CASCADE                                                       \
-    }
+#define F_NO_CONSUMER SL_FIELD_FOREIGN("consumer", "consumers", SL_F_EQ_NULL | SL_F_CASCADE)
 
 static const char *const http_protocols[] = {"grpc", "grpcs", "http", "https", NULL};
 static const char *const all_protocols[] = {"grpc", "grpcs",           "http", "https", "tcp",
@@ -501,14 +483,25 @@ static const sl_field_t header_name_element = {.type = SL_FT_STRING, .custom = v
         .def_str = "[]", .elements = (elem)                                                        \
     }
 
-/* typedefs.lua_code, without the sandbox compile of the values. */
-static const sl_field_t lua_code_key = {.type = SL_FT_STRING};
-static const sl_field_t lua_code_value = {.type = SL_FT_STRING};
+/* typedefs.lua_code (string keys and values), without the sandbox compile
+ * of the values. */
 #define F_LUA_CODE                                                                                 \
     {                                                                                              \
-        .name = "custom_fields_by_lua", .type = SL_FT_MAP, .keys = &lua_code_key,                  \
-        .values = &lua_code_value                                                                  \
+        .name = "custom_fields_by_lua", .type = SL_FT_MAP, .keys = &string_element,                \
+        .values = &string_element                                                                  \
     }
+
+/* The descriptor of a bundled plugin, whose subschema has the plugin's name,
+ * the fields flds and the entity checks chks (or NULL). */
+#define BUNDLED_PLUGIN(nm, prio, ph, flds, chks)                                                   \
+    {                                                                                              \
+        .name = (nm),                                                                              \
+        .schema = &(const sl_schema_t){.name = (nm), .fields = (flds), .checks = (chks)},          \
+        .version = SL_BUNDLED_PLUGIN_VERSION, .priority = (prio), .phases = (ph)                   \
+    }
+
+/* config.allow and config.deny, of which acl and ip-restriction want one. */
+static const char *const allow_deny[] = {"config.allow", "config.deny", NULL};
 
 /* ------------------------------------------------------------------------ */
 /* key-auth                                                                  */
@@ -520,59 +513,45 @@ static const sl_field_t keyauth_config_fields[] = {
      .def = SL_DEF_JSON,
      .def_str = "[\"apikey\"]",
      .elements = &header_name_element},
-    F_BOOL("hide_credentials", 0, SL_F_REQUIRED),
-    F_STRING("anonymous"),
-    F_BOOL("key_in_header", 1, SL_F_REQUIRED),
-    F_BOOL("key_in_query", 1, SL_F_REQUIRED),
-    F_BOOL("key_in_body", 0, SL_F_REQUIRED),
-    F_BOOL("run_on_preflight", 1, SL_F_REQUIRED),
-    F_STRING("realm"),
-    FIELDS_END,
+    SL_FIELD_BOOL("hide_credentials", 0, SL_F_REQUIRED),
+    SL_FIELD_STRING("anonymous"),
+    SL_FIELD_BOOL("key_in_header", 1, SL_F_REQUIRED),
+    SL_FIELD_BOOL("key_in_query", 1, SL_F_REQUIRED),
+    SL_FIELD_BOOL("key_in_body", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("run_on_preflight", 1, SL_F_REQUIRED),
+    SL_FIELD_STRING("realm"),
+    SL_FIELDS_END,
 };
-static const sl_schema_t keyauth_config = {.fields = keyauth_config_fields};
 static const sl_field_t keyauth_fields[] = {
     F_NO_CONSUMER,
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&keyauth_config, NULL),
-    FIELDS_END,
+    F_CONFIG(keyauth_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t keyauth_schema = {.name = "key-auth", .fields = keyauth_fields};
-static const sl_plugin_info_t keyauth_plugin = {
-    .name = "key-auth",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 1250,
-    .phases = SL_PHASE_ACCESS,
-    .schema = &keyauth_schema,
-};
+static const sl_plugin_info_t keyauth_plugin =
+    BUNDLED_PLUGIN("key-auth", 1250, SL_PHASE_ACCESS, keyauth_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* basic-auth                                                                */
 
 static const sl_field_t basicauth_config_fields[] = {
-    F_STRING("anonymous"),
-    F_BOOL("hide_credentials", 0, SL_F_REQUIRED),
+    SL_FIELD_STRING("anonymous"),
+    SL_FIELD_BOOL("hide_credentials", 0, SL_F_REQUIRED),
     {.name = "realm",
      .type = SL_FT_STRING,
      .flags = SL_F_REQUIRED,
      .def = SL_DEF_STRING,
      .def_str = "service"},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
-static const sl_schema_t basicauth_config = {.fields = basicauth_config_fields};
 static const sl_field_t basicauth_fields[] = {
     F_NO_CONSUMER,
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&basicauth_config, NULL),
-    FIELDS_END,
+    F_CONFIG(basicauth_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t basicauth_schema = {.name = "basic-auth", .fields = basicauth_fields};
-static const sl_plugin_info_t basicauth_plugin = {
-    .name = "basic-auth",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 1100,
-    .phases = SL_PHASE_ACCESS,
-    .schema = &basicauth_schema,
-};
+static const sl_plugin_info_t basicauth_plugin =
+    BUNDLED_PLUGIN("basic-auth", 1100, SL_PHASE_ACCESS, basicauth_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* jwt                                                                       */
@@ -591,11 +570,11 @@ static const sl_field_t jwt_config_fields[] = {
      .def = SL_DEF_JSON,
      .def_str = "[]",
      .elements = &string_element},
-    {.name = "key_claim_name", .type = SL_FT_STRING, .def = SL_DEF_STRING, .def_str = "iss"},
-    F_BOOL("secret_is_base64", 0, SL_F_REQUIRED),
+    F_STRING_DEF("key_claim_name", "iss"),
+    SL_FIELD_BOOL("secret_is_base64", 0, SL_F_REQUIRED),
     {.name = "claims_to_verify", .type = SL_FT_SET, .elements = &jwt_claim_element},
-    F_STRING("anonymous"),
-    F_BOOL("run_on_preflight", 1, SL_F_REQUIRED),
+    SL_FIELD_STRING("anonymous"),
+    SL_FIELD_BOOL("run_on_preflight", 1, SL_F_REQUIRED),
     {.name = "maximum_expiration",
      .type = SL_FT_NUMBER,
      .def = SL_DEF_INT,
@@ -608,15 +587,14 @@ static const sl_field_t jwt_config_fields[] = {
      .def = SL_DEF_JSON,
      .def_str = "[\"authorization\"]",
      .elements = &string_element},
-    F_STRING("realm"),
-    FIELDS_END,
+    SL_FIELD_STRING("realm"),
+    SL_FIELDS_END,
 };
-static const sl_schema_t jwt_config = {.fields = jwt_config_fields};
 static const sl_field_t jwt_fields[] = {
     F_NO_CONSUMER,
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&jwt_config, NULL),
-    FIELDS_END,
+    F_CONFIG(jwt_config_fields, NULL),
+    SL_FIELDS_END,
 };
 /* The `if_match = { gt = 0 }` of jwt's check, which Kong applies together
  * with the field's own type and range. */
@@ -637,14 +615,8 @@ static const sl_check_t jwt_checks[] = {
      .then_match = {.contains = "exp"}},
     {.kind = SL_CHECK_END},
 };
-static const sl_schema_t jwt_schema = {.name = "jwt", .fields = jwt_fields, .checks = jwt_checks};
-static const sl_plugin_info_t jwt_plugin = {
-    .name = "jwt",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 1450,
-    .phases = SL_PHASE_ACCESS,
-    .schema = &jwt_schema,
-};
+static const sl_plugin_info_t jwt_plugin =
+    BUNDLED_PLUGIN("jwt", 1450, SL_PHASE_ACCESS, jwt_fields, jwt_checks);
 
 /* ------------------------------------------------------------------------ */
 /* acl                                                                       */
@@ -652,31 +624,23 @@ static const sl_plugin_info_t jwt_plugin = {
 static const sl_field_t acl_config_fields[] = {
     F_STRINGS("allow"),
     F_STRINGS("deny"),
-    F_BOOL("hide_groups_header", 0, SL_F_REQUIRED),
-    F_BOOL("always_use_authenticated_groups", 0, SL_F_REQUIRED),
-    FIELDS_END,
+    SL_FIELD_BOOL("hide_groups_header", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("always_use_authenticated_groups", 0, SL_F_REQUIRED),
+    SL_FIELDS_END,
 };
-static const sl_schema_t acl_config = {.fields = acl_config_fields};
 static const sl_field_t acl_fields[] = {
     F_NO_CONSUMER,
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&acl_config, NULL),
-    FIELDS_END,
+    F_CONFIG(acl_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const char *const acl_lists[] = {"config.allow", "config.deny", NULL};
 static const sl_check_t acl_checks[] = {
-    {.kind = SL_CHECK_ONLY_ONE_OF, .fields = acl_lists},
-    {.kind = SL_CHECK_AT_LEAST_ONE_OF, .fields = acl_lists},
+    {.kind = SL_CHECK_ONLY_ONE_OF, .fields = allow_deny},
+    {.kind = SL_CHECK_AT_LEAST_ONE_OF, .fields = allow_deny},
     {.kind = SL_CHECK_END},
 };
-static const sl_schema_t acl_schema = {.name = "acl", .fields = acl_fields, .checks = acl_checks};
-static const sl_plugin_info_t acl_plugin = {
-    .name = "acl",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 950,
-    .phases = SL_PHASE_ACCESS,
-    .schema = &acl_schema,
-};
+static const sl_plugin_info_t acl_plugin =
+    BUNDLED_PLUGIN("acl", 950, SL_PHASE_ACCESS, acl_fields, acl_checks);
 
 /* ------------------------------------------------------------------------ */
 /* rate-limiting                                                             */
@@ -684,29 +648,16 @@ static const sl_plugin_info_t acl_plugin = {
 /* kong/tools/redis/schema.lua */
 static const sl_field_t redis_fields[] = {
     {.name = "host", .type = SL_FT_STRING, .custom = v_host},
-    {.name = "port",
-     .type = SL_FT_INTEGER,
-     .def = SL_DEF_INT,
-     .def_int = 6379,
-     .between = true,
-     .min = 0,
-     .max = 65535},
-    {.name = "timeout",
-     .type = SL_FT_INTEGER,
-     .def = SL_DEF_INT,
-     .def_int = 2000,
-     .between = true,
-     .min = 0,
-     .max = 2147483646},
-    F_STRING("username"),
+    SL_FIELD_INT_BETWEEN("port", 6379, 0, 65535),
+    SL_FIELD_INT_BETWEEN("timeout", 2000, 0, 2147483646),
+    SL_FIELD_STRING("username"),
     {.name = "password", .type = SL_FT_STRING, .flags = SL_F_EMPTY_OK},
     {.name = "database", .type = SL_FT_INTEGER, .def = SL_DEF_INT, .def_int = 0},
-    F_BOOL("ssl", 0, 0),
-    F_BOOL("ssl_verify", 0, 0),
+    SL_FIELD_BOOL("ssl", 0, 0),
+    SL_FIELD_BOOL("ssl_verify", 0, 0),
     {.name = "server_name", .type = SL_FT_STRING, .custom = v_sni},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
-static const sl_schema_t redis_record = {.fields = redis_fields};
 
 static const char *const ratelimit_periods[] = {"second", "minute", "hour", "day", "month", "year"};
 static const char *const ratelimit_limit_by[] = {"consumer", "credential", "ip", "service",
@@ -768,65 +719,42 @@ static const sl_field_t ratelimit_config_fields[] = {
      .def = SL_DEF_STRING,
      .def_str = "local",
      .one_of = ratelimit_policies},
-    F_BOOL("fault_tolerant", 1, SL_F_REQUIRED),
-    F_RECORD("redis", &redis_record),
-    F_BOOL("hide_client_headers", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("fault_tolerant", 1, SL_F_REQUIRED),
+    F_RECORD("redis", redis_fields),
+    SL_FIELD_BOOL("hide_client_headers", 0, SL_F_REQUIRED),
     {.name = "error_code",
      .type = SL_FT_NUMBER,
      .def = SL_DEF_INT,
      .def_int = 429,
      .custom = v_gt0},
-    {.name = "error_message",
-     .type = SL_FT_STRING,
-     .def = SL_DEF_STRING,
-     .def_str = "API rate limit exceeded"},
+    F_STRING_DEF("error_message", "API rate limit exceeded"),
     {.name = "sync_rate",
      .type = SL_FT_NUMBER,
      .flags = SL_F_REQUIRED,
      .def = SL_DEF_INT,
      .def_int = -1},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
-static const sl_schema_t ratelimit_config = {.fields = ratelimit_config_fields};
 static const sl_field_t ratelimit_fields[] = {
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&ratelimit_config, check_ratelimit_config),
-    FIELDS_END,
+    F_CONFIG(ratelimit_config_fields, check_ratelimit_config),
+    SL_FIELDS_END,
 };
 
 static const char *const ratelimit_limits[] = {
     "config.second", "config.minute", "config.hour", "config.day",
     "config.month",  "config.year",   NULL};
-static const char *const only_redis[] = {"redis", NULL};
-static const char *const only_header[] = {"header", NULL};
-static const char *const only_path[] = {"path", NULL};
-
-#define REQUIRED_WHEN(ifld, values, thenfld)                                                       \
-    {                                                                                              \
-        .kind = SL_CHECK_CONDITIONAL, .if_field = (ifld), .if_match = {.one_of = (values)},        \
-        .then_field = (thenfld), .then_match = {                                                   \
-            .flags = SL_M_REQUIRED                                                                 \
-        }                                                                                          \
-    }
-
 static const sl_check_t ratelimit_checks[] = {
     {.kind = SL_CHECK_AT_LEAST_ONE_OF, .fields = ratelimit_limits},
-    REQUIRED_WHEN("config.policy", only_redis, "config.redis.host"),
-    REQUIRED_WHEN("config.policy", only_redis, "config.redis.port"),
-    REQUIRED_WHEN("config.policy", only_redis, "config.redis.timeout"),
-    REQUIRED_WHEN("config.limit_by", only_header, "config.header_name"),
-    REQUIRED_WHEN("config.limit_by", only_path, "config.path"),
+    SL_REQUIRED_WHEN("config.policy", "redis", "config.redis.host"),
+    SL_REQUIRED_WHEN("config.policy", "redis", "config.redis.port"),
+    SL_REQUIRED_WHEN("config.policy", "redis", "config.redis.timeout"),
+    SL_REQUIRED_WHEN("config.limit_by", "header", "config.header_name"),
+    SL_REQUIRED_WHEN("config.limit_by", "path", "config.path"),
     {.kind = SL_CHECK_END},
 };
-static const sl_schema_t ratelimit_schema = {
-    .name = "rate-limiting", .fields = ratelimit_fields, .checks = ratelimit_checks};
-static const sl_plugin_info_t ratelimit_plugin = {
-    .name = "rate-limiting",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 910,
-    .phases = SL_PHASE_ACCESS,
-    .schema = &ratelimit_schema,
-};
+static const sl_plugin_info_t ratelimit_plugin =
+    BUNDLED_PLUGIN("rate-limiting", 910, SL_PHASE_ACCESS, ratelimit_fields, ratelimit_checks);
 
 /* ------------------------------------------------------------------------ */
 /* cors                                                                      */
@@ -864,27 +792,20 @@ static const sl_field_t cors_config_fields[] = {
                 "\"CONNECT\"]",
      .elements = &cors_method_element},
     {.name = "max_age", .type = SL_FT_NUMBER},
-    F_BOOL("credentials", 0, SL_F_REQUIRED),
-    F_BOOL("private_network", 0, SL_F_REQUIRED),
-    F_BOOL("preflight_continue", 0, SL_F_REQUIRED),
-    F_BOOL("allow_origin_absent", 1, SL_F_REQUIRED),
-    FIELDS_END,
+    SL_FIELD_BOOL("credentials", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("private_network", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("preflight_continue", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("allow_origin_absent", 1, SL_F_REQUIRED),
+    SL_FIELDS_END,
 };
-static const sl_schema_t cors_config = {.fields = cors_config_fields};
 static const sl_field_t cors_fields[] = {
     F_NO_CONSUMER,
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&cors_config, NULL),
-    FIELDS_END,
+    F_CONFIG(cors_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t cors_schema = {.name = "cors", .fields = cors_fields};
-static const sl_plugin_info_t cors_plugin = {
-    .name = "cors",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 2000,
-    .phases = SL_PHASE_ACCESS | SL_PHASE_HEADER_FILTER,
-    .schema = &cors_schema,
-};
+static const sl_plugin_info_t cors_plugin =
+    BUNDLED_PLUGIN("cors", 2000, SL_PHASE_ACCESS | SL_PHASE_HEADER_FILTER, cors_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* request-transformer and response-transformer                              */
@@ -980,59 +901,46 @@ static const sl_field_t header_rename_element = {.type = SL_FT_STRING,
 static const sl_field_t value_pair_element = {.type = SL_FT_STRING, .custom = v_value_pair};
 static const sl_field_t colon_pair_element = {.type = SL_FT_STRING, .custom = v_colon_pair};
 
+/* The body, headers and querystring lists of a request-transformer group:
+ * body and querystring items take the same check, headers their own. */
+#define REQTX_LISTS(item, header_item)                                                             \
+    F_STRINGS_DEF("body", item), F_STRINGS_DEF("headers", header_item),                            \
+        F_STRINGS_DEF("querystring", item)
+
 static const sl_field_t reqtx_remove_fields[] = {
-    F_STRINGS_DEF("body", &string_element),
-    F_STRINGS_DEF("headers", &header_item_element),
-    F_STRINGS_DEF("querystring", &string_element),
-    FIELDS_END,
+    REQTX_LISTS(&string_element, &header_item_element),
+    SL_FIELDS_END,
 };
 static const sl_field_t reqtx_rename_fields[] = {
-    F_STRINGS_DEF("body", &value_pair_element),
-    F_STRINGS_DEF("headers", &header_rename_element),
-    F_STRINGS_DEF("querystring", &value_pair_element),
-    FIELDS_END,
+    REQTX_LISTS(&value_pair_element, &header_rename_element),
+    SL_FIELDS_END,
 };
 static const sl_field_t reqtx_replace_fields[] = {
-    F_STRINGS_DEF("body", &value_pair_element),
-    F_STRINGS_DEF("headers", &header_value_pair_element),
-    F_STRINGS_DEF("querystring", &value_pair_element),
-    F_STRING("uri"),
-    FIELDS_END,
+    REQTX_LISTS(&value_pair_element, &header_value_pair_element),
+    SL_FIELD_STRING("uri"),
+    SL_FIELDS_END,
 };
 static const sl_field_t reqtx_add_fields[] = {
-    F_STRINGS_DEF("body", &value_pair_element),
-    F_STRINGS_DEF("headers", &header_value_pair_element),
-    F_STRINGS_DEF("querystring", &value_pair_element),
-    FIELDS_END,
+    REQTX_LISTS(&value_pair_element, &header_value_pair_element),
+    SL_FIELDS_END,
 };
-static const sl_schema_t reqtx_remove = {.fields = reqtx_remove_fields};
-static const sl_schema_t reqtx_rename = {.fields = reqtx_rename_fields};
-static const sl_schema_t reqtx_replace = {.fields = reqtx_replace_fields};
-static const sl_schema_t reqtx_add = {.fields = reqtx_add_fields};
 
 static const sl_field_t reqtx_config_fields[] = {
     {.name = "http_method", .type = SL_FT_STRING, .custom = v_http_method},
-    F_RECORD("remove", &reqtx_remove),
-    F_RECORD("rename", &reqtx_rename),
-    F_RECORD("replace", &reqtx_replace),
-    F_RECORD("add", &reqtx_add),
-    F_RECORD("append", &reqtx_add),
-    FIELDS_END,
+    F_RECORD("remove", reqtx_remove_fields),
+    F_RECORD("rename", reqtx_rename_fields),
+    F_RECORD("replace", reqtx_replace_fields),
+    F_RECORD("add", reqtx_add_fields),
+    F_RECORD("append", reqtx_add_fields),
+    SL_FIELDS_END,
 };
-static const sl_schema_t reqtx_config = {.fields = reqtx_config_fields};
 /* Kong gives it the plain protocols set, not protocols_http. */
 static const sl_field_t reqtx_fields[] = {
-    F_CONFIG(&reqtx_config, NULL),
-    FIELDS_END,
+    F_CONFIG(reqtx_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t reqtx_schema = {.name = "request-transformer", .fields = reqtx_fields};
-static const sl_plugin_info_t reqtx_plugin = {
-    .name = "request-transformer",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 801,
-    .phases = SL_PHASE_ACCESS,
-    .schema = &reqtx_schema,
-};
+static const sl_plugin_info_t reqtx_plugin =
+    BUNDLED_PLUGIN("request-transformer", 801, SL_PHASE_ACCESS, reqtx_fields, NULL);
 
 static const char *const json_type_names[] = {"boolean", "number", "string", NULL};
 static const sl_field_t json_type_element = {.type = SL_FT_STRING, .one_of = json_type_names};
@@ -1040,42 +948,33 @@ static const sl_field_t json_type_element = {.type = SL_FT_STRING, .one_of = jso
 static const sl_field_t resptx_remove_fields[] = {
     F_STRINGS_DEF("json", &string_element),
     F_STRINGS_DEF("headers", &string_element),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_field_t resptx_rename_fields[] = {
     F_STRINGS_DEF("json", &colon_pair_element),
     F_STRINGS_DEF("headers", &header_rename_element),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
 static const sl_field_t resptx_add_fields[] = {
     F_STRINGS_DEF("json", &colon_pair_element),
     F_STRINGS_DEF("json_types", &json_type_element),
     F_STRINGS_DEF("headers", &colon_pair_element),
-    FIELDS_END,
+    SL_FIELDS_END,
 };
-static const sl_schema_t resptx_remove = {.fields = resptx_remove_fields};
-static const sl_schema_t resptx_rename = {.fields = resptx_rename_fields};
-static const sl_schema_t resptx_add = {.fields = resptx_add_fields};
 
 static const sl_field_t resptx_config_fields[] = {
-    F_RECORD("remove", &resptx_remove), F_RECORD("rename", &resptx_rename),
-    F_RECORD("replace", &resptx_add),   F_RECORD("add", &resptx_add),
-    F_RECORD("append", &resptx_add),    FIELDS_END,
+    F_RECORD("remove", resptx_remove_fields), F_RECORD("rename", resptx_rename_fields),
+    F_RECORD("replace", resptx_add_fields),   F_RECORD("add", resptx_add_fields),
+    F_RECORD("append", resptx_add_fields),    SL_FIELDS_END,
 };
-static const sl_schema_t resptx_config = {.fields = resptx_config_fields};
 static const sl_field_t resptx_fields[] = {
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&resptx_config, NULL),
-    FIELDS_END,
+    F_CONFIG(resptx_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t resptx_schema = {.name = "response-transformer", .fields = resptx_fields};
-static const sl_plugin_info_t resptx_plugin = {
-    .name = "response-transformer",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 800,
-    .phases = SL_PHASE_HEADER_FILTER | SL_PHASE_BODY_FILTER,
-    .schema = &resptx_schema,
-};
+static const sl_plugin_info_t resptx_plugin =
+    BUNDLED_PLUGIN("response-transformer", 800, SL_PHASE_HEADER_FILTER | SL_PHASE_BODY_FILTER,
+                   resptx_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* ip-restriction                                                            */
@@ -1086,10 +985,9 @@ static const sl_field_t iprestrict_config_fields[] = {
     {.name = "allow", .type = SL_FT_ARRAY, .elements = &ip_or_cidr_element},
     {.name = "deny", .type = SL_FT_ARRAY, .elements = &ip_or_cidr_element},
     {.name = "status", .type = SL_FT_NUMBER},
-    F_STRING("message"),
-    FIELDS_END,
+    SL_FIELD_STRING("message"),
+    SL_FIELDS_END,
 };
-static const sl_schema_t iprestrict_config = {.fields = iprestrict_config_fields};
 static const sl_field_t iprestrict_fields[] = {
     /* it also restricts tcp and tls streams, so those are in its default */
     {.name = "protocols",
@@ -1098,23 +996,16 @@ static const sl_field_t iprestrict_fields[] = {
      .def = SL_DEF_JSON,
      .def_str = "[\"http\",\"https\",\"tcp\",\"tls\",\"grpc\",\"grpcs\"]",
      .elements = &any_protocol_element},
-    F_CONFIG(&iprestrict_config, NULL),
-    FIELDS_END,
+    F_CONFIG(iprestrict_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const char *const iprestrict_lists[] = {"config.allow", "config.deny", NULL};
 static const sl_check_t iprestrict_checks[] = {
-    {.kind = SL_CHECK_AT_LEAST_ONE_OF, .fields = iprestrict_lists},
+    {.kind = SL_CHECK_AT_LEAST_ONE_OF, .fields = allow_deny},
     {.kind = SL_CHECK_END},
 };
-static const sl_schema_t iprestrict_schema = {
-    .name = "ip-restriction", .fields = iprestrict_fields, .checks = iprestrict_checks};
-static const sl_plugin_info_t iprestrict_plugin = {
-    .name = "ip-restriction",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 990,
-    .phases = SL_PHASE_ACCESS | SL_PHASE_PREREAD,
-    .schema = &iprestrict_schema,
-};
+static const sl_plugin_info_t iprestrict_plugin =
+    BUNDLED_PLUGIN("ip-restriction", 990, SL_PHASE_ACCESS | SL_PHASE_PREREAD, iprestrict_fields,
+                   iprestrict_checks);
 
 /* ------------------------------------------------------------------------ */
 /* request-size-limiting                                                     */
@@ -1129,24 +1020,16 @@ static const sl_field_t sizelimit_config_fields[] = {
      .def = SL_DEF_STRING,
      .def_str = "megabytes",
      .one_of = size_units},
-    F_BOOL("require_content_length", 0, SL_F_REQUIRED),
-    FIELDS_END,
+    SL_FIELD_BOOL("require_content_length", 0, SL_F_REQUIRED),
+    SL_FIELDS_END,
 };
-static const sl_schema_t sizelimit_config = {.fields = sizelimit_config_fields};
 static const sl_field_t sizelimit_fields[] = {
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&sizelimit_config, NULL),
-    FIELDS_END,
+    F_CONFIG(sizelimit_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t sizelimit_schema = {.name = "request-size-limiting",
-                                             .fields = sizelimit_fields};
-static const sl_plugin_info_t sizelimit_plugin = {
-    .name = "request-size-limiting",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 951,
-    .phases = SL_PHASE_ACCESS,
-    .schema = &sizelimit_schema,
-};
+static const sl_plugin_info_t sizelimit_plugin =
+    BUNDLED_PLUGIN("request-size-limiting", 951, SL_PHASE_ACCESS, sizelimit_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* correlation-id                                                            */
@@ -1154,57 +1037,39 @@ static const sl_plugin_info_t sizelimit_plugin = {
 static const char *const correlation_generators[] = {"uuid", "uuid#counter", "tracker", NULL};
 
 static const sl_field_t correlation_config_fields[] = {
-    {.name = "header_name",
-     .type = SL_FT_STRING,
-     .def = SL_DEF_STRING,
-     .def_str = "Kong-Request-ID"},
+    F_STRING_DEF("header_name", "Kong-Request-ID"),
     {.name = "generator",
      .type = SL_FT_STRING,
      .flags = SL_F_REQUIRED,
      .def = SL_DEF_STRING,
      .def_str = "uuid#counter",
      .one_of = correlation_generators},
-    F_BOOL("echo_downstream", 0, SL_F_REQUIRED),
-    FIELDS_END,
+    SL_FIELD_BOOL("echo_downstream", 0, SL_F_REQUIRED),
+    SL_FIELDS_END,
 };
-static const sl_schema_t correlation_config = {.fields = correlation_config_fields};
 static const sl_field_t correlation_fields[] = {
     F_PROTOCOLS_HTTP,
-    F_CONFIG(&correlation_config, NULL),
-    FIELDS_END,
+    F_CONFIG(correlation_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t correlation_schema = {.name = "correlation-id",
-                                               .fields = correlation_fields};
-static const sl_plugin_info_t correlation_plugin = {
-    .name = "correlation-id",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 100001,
-    .phases = SL_PHASE_ACCESS | SL_PHASE_HEADER_FILTER,
-    .schema = &correlation_schema,
-};
+static const sl_plugin_info_t correlation_plugin = BUNDLED_PLUGIN(
+    "correlation-id", 100001, SL_PHASE_ACCESS | SL_PHASE_HEADER_FILTER, correlation_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* prometheus                                                                */
 
 static const sl_field_t prometheus_config_fields[] = {
-    F_BOOL("per_consumer", 0, 0),      F_BOOL("status_code_metrics", 0, 0),
-    F_BOOL("ai_metrics", 0, 0),        F_BOOL("latency_metrics", 0, 0),
-    F_BOOL("bandwidth_metrics", 0, 0), F_BOOL("upstream_health_metrics", 0, 0),
-    F_BOOL("wasm_metrics", 0, 0),      FIELDS_END,
+    SL_FIELD_BOOL("per_consumer", 0, 0),      SL_FIELD_BOOL("status_code_metrics", 0, 0),
+    SL_FIELD_BOOL("ai_metrics", 0, 0),        SL_FIELD_BOOL("latency_metrics", 0, 0),
+    SL_FIELD_BOOL("bandwidth_metrics", 0, 0), SL_FIELD_BOOL("upstream_health_metrics", 0, 0),
+    SL_FIELD_BOOL("wasm_metrics", 0, 0),      SL_FIELDS_END,
 };
-static const sl_schema_t prometheus_config = {.fields = prometheus_config_fields};
 static const sl_field_t prometheus_fields[] = {
-    F_CONFIG(&prometheus_config, NULL),
-    FIELDS_END,
+    F_CONFIG(prometheus_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t prometheus_schema = {.name = "prometheus", .fields = prometheus_fields};
-static const sl_plugin_info_t prometheus_plugin = {
-    .name = "prometheus",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 13,
-    .phases = SL_PHASE_LOG,
-    .schema = &prometheus_schema,
-};
+static const sl_plugin_info_t prometheus_plugin =
+    BUNDLED_PLUGIN("prometheus", 13, SL_PHASE_LOG, prometheus_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* file-log                                                                  */
@@ -1225,23 +1090,16 @@ static const sl_field_t filelog_config_fields[] = {
      .flags = SL_F_REQUIRED,
      .custom = v_filename,
      .err = "not a valid filename"},
-    F_BOOL("reopen", 0, SL_F_REQUIRED),
+    SL_FIELD_BOOL("reopen", 0, SL_F_REQUIRED),
     F_LUA_CODE,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
-static const sl_schema_t filelog_config = {.fields = filelog_config_fields};
 static const sl_field_t filelog_fields[] = {
-    F_CONFIG(&filelog_config, NULL),
-    FIELDS_END,
+    F_CONFIG(filelog_config_fields, NULL),
+    SL_FIELDS_END,
 };
-static const sl_schema_t filelog_schema = {.name = "file-log", .fields = filelog_fields};
-static const sl_plugin_info_t filelog_plugin = {
-    .name = "file-log",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 9,
-    .phases = SL_PHASE_LOG,
-    .schema = &filelog_schema,
-};
+static const sl_plugin_info_t filelog_plugin =
+    BUNDLED_PLUGIN("file-log", 9, SL_PHASE_LOG, filelog_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* http-log                                                                  */
@@ -1297,13 +1155,7 @@ static const int64_t queue_concurrency[] = {-1, 1};
 
 /* typedefs.queue (kong/tools/queue_schema.lua) */
 static const sl_field_t queue_fields[] = {
-    {.name = "max_batch_size",
-     .type = SL_FT_INTEGER,
-     .def = SL_DEF_INT,
-     .def_int = 1,
-     .between = true,
-     .min = 1,
-     .max = 1000000},
+    SL_FIELD_INT_BETWEEN("max_batch_size", 1, 1, 1000000),
     {.name = "max_coalescing_delay",
      .type = SL_FT_NUMBER,
      .def = SL_DEF_INT,
@@ -1311,13 +1163,7 @@ static const sl_field_t queue_fields[] = {
      .between = true,
      .min = 0,
      .max = 3600},
-    {.name = "max_entries",
-     .type = SL_FT_INTEGER,
-     .def = SL_DEF_INT,
-     .def_int = 10000,
-     .between = true,
-     .min = 1,
-     .max = 1000000},
+    SL_FIELD_INT_BETWEEN("max_entries", 10000, 1, 1000000),
     {.name = "max_bytes", .type = SL_FT_INTEGER},
     F_NUMBER_DEF("max_retry_time", 60),
     {.name = "initial_retry_delay",
@@ -1340,9 +1186,8 @@ static const sl_field_t queue_fields[] = {
      .def_int = 1,
      .one_of_int = queue_concurrency,
      .n_one_of_int = SL_ARRAY_LEN(queue_concurrency)},
-    FIELDS_END,
+    SL_FIELDS_END,
 };
-static const sl_schema_t queue_record = {.fields = queue_fields};
 
 static const sl_field_t httplog_header_key = {.type = SL_FT_STRING, .custom = v_httplog_header};
 
@@ -1365,23 +1210,16 @@ static const sl_field_t httplog_config_fields[] = {
     {.name = "queue_size", .type = SL_FT_INTEGER},
     {.name = "flush_timeout", .type = SL_FT_NUMBER},
     {.name = "headers", .type = SL_FT_MAP, .keys = &httplog_header_key, .values = &string_element},
-    F_RECORD("queue", &queue_record),
+    F_RECORD("queue", queue_fields),
     F_LUA_CODE,
-    FIELDS_END,
+    SL_FIELDS_END,
 };
-static const sl_schema_t httplog_config = {.fields = httplog_config_fields};
 static const sl_field_t httplog_fields[] = {
-    F_CONFIG(&httplog_config, check_httplog_config),
-    FIELDS_END,
+    F_CONFIG(httplog_config_fields, check_httplog_config),
+    SL_FIELDS_END,
 };
-static const sl_schema_t httplog_schema = {.name = "http-log", .fields = httplog_fields};
-static const sl_plugin_info_t httplog_plugin = {
-    .name = "http-log",
-    .version = SL_BUNDLED_PLUGIN_VERSION,
-    .priority = 12,
-    .phases = SL_PHASE_LOG,
-    .schema = &httplog_schema,
-};
+static const sl_plugin_info_t httplog_plugin =
+    BUNDLED_PLUGIN("http-log", 12, SL_PHASE_LOG, httplog_fields, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* The list (plugins.c looks names up in it)                                 */

@@ -55,6 +55,12 @@ uint64_t sl_now_ms(void);
 uint64_t sl_now_us(void);
 double sl_wall_time(void);
 
+/* Writes n bytes as 2n lower-case hex digits and a NUL: out holds 2n + 1. */
+void sl_hex_encode(const unsigned char *in, size_t n, char *out);
+
+/* The value of one hex digit (either case), or -1 for any other char. */
+int sl_hex_value(char c);
+
 /* FNV-1a, case-folded variant for header names. */
 uint64_t sl_hash(const void *p, size_t len);
 uint64_t sl_hash_lower(const void *p, size_t len);

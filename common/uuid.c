@@ -11,19 +11,6 @@
 #include <openssl/rand.h>
 #include <openssl/evp.h>
 
-static const char hexdigits[] = "0123456789abcdef";
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool sl_uuid_valid(const char *s)
 {
     if (s == NULL)
@@ -34,7 +21,7 @@ bool sl_uuid_valid(const char *s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (s[i] != '-')
                 return false;
-        } else if (hexval(s[i]) < 0) {
+        } else if (sl_hex_value(s[i]) < 0) {
             return false;
         }
     }
@@ -48,10 +35,9 @@ static void format_uuid(const unsigned char b[16], char out[SL_UUID_STRLEN + 1])
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             *p++ = '-';
-        *p++ = hexdigits[b[i] >> 4];
-        *p++ = hexdigits[b[i] & 0x0f];
+        sl_hex_encode(b + i, 1, p); /* and a NUL, which the next byte overwrites */
+        p += 2;
     }
-    *p = '\0';
 }
 
 void sl_uuid_v4(char out[SL_UUID_STRLEN + 1])
@@ -72,7 +58,7 @@ int sl_uuid_v5(const char *ns_uuid, const char *name, size_t len, char out[SL_UU
     for (int i = 0, j = 0; i < 16; j++) {
         if (ns_uuid[j] == '-')
             continue;
-        ns[i++] = (unsigned char)(hexval(ns_uuid[j]) << 4 | hexval(ns_uuid[j + 1]));
+        ns[i++] = (unsigned char)(sl_hex_value(ns_uuid[j]) << 4 | sl_hex_value(ns_uuid[j + 1]));
         j++;
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();

@@ -19,25 +19,14 @@
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *sl_admin_url_decode(const char *s, size_t len, bool plus_space)
 {
     char *out = sl_xmalloc(len + 1);
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         int h, l;
-        if (s[i] == '%' && i + 2 < len && (h = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (l = hexval((unsigned char)s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < len && (h = sl_hex_value(s[i + 1])) >= 0 &&
+            (l = sl_hex_value(s[i + 2])) >= 0) {
             out[o++] = (char)(h * 16 + l);
             i += 2;
         } else if (s[i] == '+' && plus_space) {

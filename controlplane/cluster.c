@@ -217,6 +217,15 @@ static void send_msg(conn_t *c, const sl_cmsg_t *m)
     sl_frame_write(bufferevent_get_output(c->bev), m);
 }
 
+/* A Ping or Pong with the control plane's current version and hash. */
+static void send_ping(conn_t *c, bool pong)
+{
+    uint64_t v = sl_store_version(c->cl->store);
+    char hash[33] = "";
+    sl_store_hash_at(c->cl->store, v, hash);
+    sl_frame_write_ping(bufferevent_get_output(c->bev), pong, v, hash);
+}
+
 /* ------------------------------------------------------------------------ */
 /* What to send                                                              */
 
@@ -678,16 +687,7 @@ static void on_message(conn_t *c, const sl_cmsg_t *m)
     case SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PING: {
         snprintf(d->hash, sizeof(d->hash), "%s", m->ping->config_hash);
         d->config_version = m->ping->config_version;
-        uint64_t v = sl_store_version(c->cl->store);
-        char hash[33] = "";
-        sl_store_hash_at(c->cl->store, v, hash);
-        Sluice__Cluster__Pong p = SLUICE__CLUSTER__PONG__INIT;
-        p.config_version = v;
-        p.config_hash = hash;
-        sl_cmsg_t r = SLUICE__CLUSTER__CLUSTER_MESSAGE__INIT;
-        r.msg_case = SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PONG;
-        r.pong = &p;
-        send_msg(c, &r);
+        send_ping(c, true);
         return;
     }
     case SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PONG:
@@ -757,16 +757,7 @@ static void on_ping_timer(evutil_socket_t fd, short what, void *arg)
 {
     conn_t *c = arg;
     sl_cluster_t *cl = c->cl;
-    uint64_t v = sl_store_version(cl->store);
-    char hash[33] = "";
-    sl_store_hash_at(cl->store, v, hash);
-    Sluice__Cluster__Ping p = SLUICE__CLUSTER__PING__INIT;
-    p.config_version = v;
-    p.config_hash = hash;
-    sl_cmsg_t m = SLUICE__CLUSTER__CLUSTER_MESSAGE__INIT;
-    m.msg_case = SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PING;
-    m.ping = &p;
-    send_msg(c, &m);
+    send_ping(c, false);
     /* A data plane that does not read its socket is as good as dead. */
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 4 * cl->max_payload) {
         SL_WARN("cluster: data plane %s does not read what is sent; closing", c->dp->id);

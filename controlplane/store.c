@@ -169,16 +169,6 @@ static uint64_t get_be64(const unsigned char b[8])
     return v;
 }
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* meta "hash": the content hash of cfghash.h, as 32 hex characters. */
 static int read_hash(MDB_txn *txn, MDB_dbi meta, sl_cfghash_t *out)
 {
@@ -202,7 +192,7 @@ static void shorten(sl_sb_t *b, size_t from)
     unsigned mdlen = 0;
     SL_ASSERT(EVP_Digest(b->p + from, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32);
     char h[65];
-    hex(md, 32, h);
+    sl_hex_encode(md, 32, h);
     b->len = from + KEY_KEEP;
     sl_sb_add(b, "\x01", 1);
     sl_sb_add(b, h, 64);

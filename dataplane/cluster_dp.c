@@ -13,6 +13,7 @@
 #include "cluster_config.h"
 #include "cluster_frame.h"
 #include "cluster_tls.h"
+#include "declarative.h"
 #include "gen.h"
 #include "log.h"
 #include "plugins.h"
@@ -30,21 +31,6 @@
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-/* The tables of a configuration, in the normalised document's order. */
-static const char *const tables[] = {"services",
-                                     "routes",
-                                     "consumers",
-                                     "plugins",
-                                     "upstreams",
-                                     "targets",
-                                     "certificates",
-                                     "snis",
-                                     "ca_certificates",
-                                     "keyauth_credentials",
-                                     "basicauth_credentials",
-                                     "jwt_secrets",
-                                     "acls"};
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
@@ -85,8 +71,8 @@ static void connect_cp(void);
 
 static bool known_table(const char *t)
 {
-    for (size_t i = 0; i < SL_ARRAY_LEN(tables); i++)
-        if (!strcmp(tables[i], t))
+    for (size_t i = 0; sl_declarative_tables[i]; i++)
+        if (!strcmp(sl_declarative_tables[i], t))
             return true;
     return false;
 }
@@ -118,8 +104,8 @@ static int publish(json_t *map, uint64_t version, const sl_cfghash_t *hash, char
 {
     uint64_t t0 = sl_now_us();
     json_t *doc = json_pack("{s:s}", "_format_version", "3.0");
-    for (size_t i = 0; i < SL_ARRAY_LEN(tables); i++)
-        json_object_set_new(doc, tables[i], json_array());
+    for (size_t i = 0; sl_declarative_tables[i]; i++)
+        json_object_set_new(doc, sl_declarative_tables[i], json_array());
     const char *key;
     json_t *e;
     json_object_foreach(map, key, e)
@@ -485,17 +471,18 @@ static void arm_ping(void)
     bufferevent_set_timeouts(S.bev, &rt, NULL);
 }
 
-static void on_ping_timer(evutil_socket_t fd, short what, void *arg)
+/* A Ping or Pong with this data plane's version and hash. */
+static void send_ping(bool pong)
 {
     char hex[33];
     sl_cfghash_hex(&S.hash, hex);
-    Sluice__Cluster__Ping p = SLUICE__CLUSTER__PING__INIT;
-    p.config_version = S.version;
-    p.config_hash = hex;
-    sl_cmsg_t m = SLUICE__CLUSTER__CLUSTER_MESSAGE__INIT;
-    m.msg_case = SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PING;
-    m.ping = &p;
-    send_msg(&m);
+    if (S.bev)
+        sl_frame_write_ping(bufferevent_get_output(S.bev), pong, S.version, hex);
+}
+
+static void on_ping_timer(evutil_socket_t fd, short what, void *arg)
+{
+    send_ping(false);
     struct timeval tv = {(time_t)(S.ping_ms / 1000), (suseconds_t)(S.ping_ms % 1000) * 1000};
     evtimer_add(S.ping, &tv);
 }
@@ -586,18 +573,9 @@ static bool on_message(const sl_cmsg_t *m)
                 (unsigned long long)m->withheld->version, m->withheld->sync_status,
                 m->withheld->message);
         return true;
-    case SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PING: {
-        char hex[33];
-        sl_cfghash_hex(&S.hash, hex);
-        Sluice__Cluster__Pong p = SLUICE__CLUSTER__PONG__INIT;
-        p.config_version = S.version;
-        p.config_hash = hex;
-        sl_cmsg_t r = SLUICE__CLUSTER__CLUSTER_MESSAGE__INIT;
-        r.msg_case = SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PONG;
-        r.pong = &p;
-        send_msg(&r);
+    case SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PING:
+        send_ping(true);
         return true;
-    }
     case SLUICE__CLUSTER__CLUSTER_MESSAGE__MSG_PONG:
         return true;
     default:

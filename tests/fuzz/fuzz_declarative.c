@@ -35,23 +35,6 @@
 /* A value *out can never hold, to see that errors leave it untouched. */
 #define SENTINEL ((json_t *)(uintptr_t)0x5eed)
 
-static const char *const tables[] = {
-    "services",
-    "routes",
-    "consumers",
-    "plugins",
-    "upstreams",
-    "targets",
-    "certificates",
-    "snis",
-    "ca_certificates",
-    "keyauth_credentials",
-    "basicauth_credentials",
-    "jwt_secrets",
-    "acls",
-    NULL,
-};
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void dump_errors(const sl_errors_t *errs)
@@ -66,8 +49,8 @@ static void check_document(const json_t *doc)
     const json_t *fv = json_object_get(doc, "_format_version");
     CHECK(json_is_string(fv) && strcmp(json_string_value(fv), "3.0") == 0);
     size_t t = 0;
-    for (; tables[t]; t++) {
-        const json_t *list = json_object_get(doc, tables[t]);
+    for (; sl_declarative_tables[t]; t++) {
+        const json_t *list = json_object_get(doc, sl_declarative_tables[t]);
         CHECK(json_is_array(list));
         for (size_t i = 0; i < json_array_size(list); i++) {
             const json_t *e = json_array_get(list, i);
@@ -112,8 +95,8 @@ static json_t *load_checked(const char *text, size_t len, bool must_load)
 /* Every load stamps "updated_at" with the current time. */
 static void drop_updated_at(json_t *doc)
 {
-    for (size_t t = 0; tables[t]; t++) {
-        json_t *list = json_object_get(doc, tables[t]);
+    for (size_t t = 0; sl_declarative_tables[t]; t++) {
+        json_t *list = json_object_get(doc, sl_declarative_tables[t]);
         for (size_t i = 0; i < json_array_size(list); i++)
             json_object_del(json_array_get(list, i), "updated_at");
     }

@@ -227,3 +227,57 @@ def test_control_plane_cluster_configuration_errors(tmp_path):
     assert r.returncode == 2 and "cluster_mtls: expected shared or pki" in r.stderr
     r = run_cp(["-t", "-p", tmp_path], env={"SLUICE_CLUSTER_PING_INTERVAL": "1ms"})
     assert r.returncode == 2 and "cluster_ping_interval" in r.stderr
+
+
+def test_snapshot_for_a_data_plane_too_far_behind(hybrid_cp, hybrid_dp, upstream):
+    cp = hybrid_cp(env={"SLUICE_LMDB_CHANGES_DEPTH": "5"})
+    dp = hybrid_dp(cp)
+    add_route(cp, upstream, "base", "/base")
+    wait_until(serves(dp, "/base", 200), what="route served")
+    node = (dp.prefix / "node.id").read_text().strip()
+
+    def snapshots_sent():
+        return len([line for line in cp.stderr().splitlines()
+                    if "snapshot of version" in line and node in line])
+
+    # behind by less than the kept change log: a delta
+    dp.stop()
+    add_route(cp, upstream, "near", "/near")
+    snapshots = snapshots_sent()
+    dp.start(wait_ready=True)
+    wait_until(serves(dp, "/near", 200), what="caught up by a delta")
+    assert snapshots_sent() == snapshots
+    assert json.loads(dp.status_get("/status").body)["cluster"]["deltas_applied"] == 1
+    # behind by more than lmdb_changes_depth versions: a snapshot
+    dp.stop()
+    for i in range(8):
+        add_route(cp, upstream, "far%d" % i, "/far%d" % i)
+    dp.start(wait_ready=True)
+    wait_until(serves(dp, "/far7", 200), what="caught up by a snapshot")
+    assert snapshots_sent() == snapshots + 1
+    wait_until(lambda: dp_hash(dp) == cp_data_planes(cp)[0]["config_hash"])
+
+
+def test_failed_apply_keeps_the_old_configuration(hybrid_cp, hybrid_dp, upstream):
+    cp = hybrid_cp()
+    dp = hybrid_dp(cp)
+    add_route(cp, upstream, "good", "/good")
+    wait_until(serves(dp, "/good", 200), what="route served")
+    good_hash = dp_hash(dp)
+    # a service the data plane cannot serve yet: the control plane accepts it
+    r = cp.post("/services", {"name": "g", "protocol": "grpc", "host": "grpc.test"})
+    assert r.status == 201
+
+    def failed():
+        rows = cp_data_planes(cp)
+        return rows and rows[0]["last_error"]
+    err = wait_until(failed, what="last_error reported")
+    assert "grpc" in err and "applying configuration" in err
+    assert dp_hash(dp) == good_hash and dp.get("/good").status == 200
+    status = json.loads(dp.status_get("/status").body)["cluster"]
+    assert "grpc" in status["last_error"]
+    # fixing the configuration brings the data plane forward again
+    assert cp.delete("/services/g").status == 204
+    add_route(cp, upstream, "after", "/after")
+    wait_until(serves(dp, "/after", 200), what="served after the fix")
+    wait_until(lambda: cp_data_planes(cp)[0]["last_error"] is None)

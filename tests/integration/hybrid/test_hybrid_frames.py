@@ -3,6 +3,7 @@ holding the cluster certificate) sends garbage, oversized, truncated and
 out-of-order frames to a real control plane; a fake control plane (a TLS
 server holding it) does the same to a real data plane. Each time the
 connection must close and the real process must stay healthy."""
+import json
 import socket
 import ssl
 import struct
@@ -236,3 +237,33 @@ def test_garbage_from_a_control_plane(sluice_factory, cluster_cert):
         assert not (dp.prefix / "cluster_config.pb").exists()
     finally:
         fake.close()
+
+
+def test_plugins_reported_by_a_data_plane_become_configurable(hybrid_cp, cluster_cert):
+    cp = hybrid_cp()
+    assert cp.post("/plugins", {"name": "edge-auth"}).status == 400  # unknown so far
+    schema = {"name": "edge-auth", "fields": [{"config": {"type": "record", "fields": [
+        {"secret": {"type": "string", "required": True}},
+        {"ttl": {"type": "integer", "default": 60}}]}}]}
+    info = (field(1, "edge-auth") + field(2, "1.2.0") + field(3, 1100) + field(4, "access") +
+            field(5, json.dumps(schema)) + field(6, 1))
+    bad = (field(1, "broken") + field(2, "1.0.0") + field(3, 1) + field(5, "{not json") +
+           field(6, 1))
+    body = (field(1, str(uuid.uuid4())) + field(2, "fake-dp") + field(3, "0.1.0") +
+            field(5, 0) + field(6, "0" * 32) + field(7, info) + field(7, bad))
+    s = connect(cp, cluster_cert)
+    s.sendall(frame(field(1, body)))
+    first = read_frame(s)
+    assert first is not None and first[0] == (2 << 3 | 2)  # Welcome
+    wait_until(lambda: "plugin 'edge-auth' 1.2.0 reported by data plane" in cp.stderr(),
+               what="plugin registered")
+    assert "reported plugin 'broken' with a bad description" in cp.stderr()
+    avail = cp.get("/").json["plugins"]["available_on_server"]
+    assert avail["edge-auth"] == {"priority": 1100, "version": "1.2.0"}
+    r = cp.post("/plugins", {"name": "edge-auth", "config": {"secret": "s3"}})
+    assert r.status == 201, r
+    assert r.json["config"] == {"secret": "s3", "ttl": 60}
+    r = cp.post("/plugins", {"name": "edge-auth", "instance_name": "two", "config": {}})
+    assert r.status == 400
+    assert r.json["fields"]["config"]["secret"] == "required field missing"
+    s.close()

@@ -6,6 +6,14 @@
  * pointers, pre-parses what requests would otherwise parse again (IP
  * literals, Host header values, round-robin wheels) and builds the router.
  * Workers only ever read a generation.
+ *
+ * The document is not always one the declarative loader validated: in hybrid
+ * mode it is made of entities a control plane sent over the network. So every
+ * field is read with its type and range checked, and a field of the wrong
+ * type, out of range, or holding what would corrupt a request head (a Host
+ * with CR LF) is an error naming the entity and the field
+ * ("routes[3].paths[0]: expected a string"). A field that is absent or null
+ * takes its default.
  */
 #include "gen.h"
 #include "errors.h"
@@ -18,42 +26,183 @@
 #include <pthread.h>
 #include <stdio.h>
 
+#define MAX_HOST_LEN 255 /* a DNS name; longer hosts and Host values are refused */
+#define MAX_WHEEL 65536  /* round-robin slots of one upstream */
+
 static pthread_mutex_t gen_lock = PTHREAD_MUTEX_INITIALIZER;
 static sl_gen_t *gen_current;
 static atomic_bool gen_is_ready;
 
-static const char *jstr(json_t *o, const char *key)
+/* ------------------------------------------------------------ reading JSON */
+
+/* One entity of a table, with what its error messages are prefixed with. */
+struct entity {
+    json_t *o;         /* borrowed: the entity's object */
+    const char *table; /* "routes" */
+    size_t i;          /* index in the table */
+    sl_errors_t *errs;
+};
+
+/* The array of a table, or NULL (an empty table) when absent or null. */
+static json_t *table_of(json_t *doc, const char *name, sl_errors_t *errs)
 {
-    json_t *v = json_object_get(o, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    json_t *t = json_object_get(doc, name);
+    if (t == NULL || json_is_null(t))
+        return NULL;
+    if (!json_is_array(t)) {
+        sl_errors_add(errs, "%s: expected an array", name);
+        return NULL;
+    }
+    return t;
 }
 
-static char *jdup(json_t *o, const char *key)
+/* Entity i of a table; one that is not an object is an error, and reads as
+ * an entity whose every field is absent. */
+static struct entity entity_at(json_t *t, const char *name, size_t i, sl_errors_t *errs)
 {
-    const char *s = jstr(o, key);
+    struct entity e = {json_array_get(t, i), name, i, errs};
+    if (!json_is_object(e.o))
+        sl_errors_add(errs, "%s[%zu]: expected a record", name, i);
+    return e;
+}
+
+static void field_error(const struct entity *e, const char *key, const char *msg)
+{
+    sl_errors_add(e->errs, "%s[%zu].%s: %s", e->table, e->i, key, msg);
+}
+
+static bool present(const struct entity *e, const char *key)
+{
+    json_t *v = json_object_get(e->o, key);
+    return v != NULL && !json_is_null(v);
+}
+
+/* v's text when it is a string without NUL bytes (which C strings would cut
+ * short, turning "/a\u0000b" into "/a"), else NULL. */
+static const char *str_value(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    return s && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+/* A string field; NULL when absent or null, or after an error. */
+static const char *str_field(const struct entity *e, const char *key)
+{
+    json_t *v = json_object_get(e->o, key);
+    const char *s = str_value(v);
+    if (s == NULL && v != NULL && !json_is_null(v))
+        field_error(e, key,
+                    json_is_string(v) ? "expected a string without NUL bytes"
+                                      : "expected a string");
+    return s;
+}
+
+static char *str_dup(const struct entity *e, const char *key)
+{
+    const char *s = str_field(e, key);
     return s ? sl_xstrdup(s) : NULL;
 }
 
-static int64_t jint(json_t *o, const char *key, int64_t dflt)
+/* An integer field between min and max; dflt when absent or null, or after
+ * an error. */
+static int64_t int_field(const struct entity *e, const char *key, int64_t dflt, int64_t min,
+                         int64_t max)
 {
-    json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+    json_t *v = json_object_get(e->o, key);
+    if (v == NULL || json_is_null(v))
+        return dflt;
+    if (!json_is_integer(v)) {
+        field_error(e, key, "expected an integer");
+        return dflt;
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < min || n > max) {
+        sl_errors_add(e->errs, "%s[%zu].%s: value should be between %lld and %lld", e->table, e->i,
+                      key, (long long)min, (long long)max);
+        return dflt;
+    }
+    return n;
 }
 
-static bool jbool(json_t *o, const char *key, bool dflt)
+static bool bool_field(const struct entity *e, const char *key, bool dflt)
 {
-    json_t *v = json_object_get(o, key);
-    return json_is_boolean(v) ? json_is_true(v) : dflt;
+    json_t *v = json_object_get(e->o, key);
+    if (v == NULL || json_is_null(v))
+        return dflt;
+    if (!json_is_boolean(v)) {
+        field_error(e, key, "expected a boolean");
+        return dflt;
+    }
+    return json_is_true(v);
 }
 
-/* The id of a foreign key {"id": "..."}; NULL when null. */
-static const char *jfk(json_t *o, const char *key)
+/* The id of a foreign key {"id": "..."} (or of a bare id); NULL when absent
+ * or null, or after an error. */
+static const char *fk_field(const struct entity *e, const char *key)
 {
-    json_t *v = json_object_get(o, key);
-    if (json_is_object(v))
-        return jstr(v, "id");
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    json_t *v = json_object_get(e->o, key);
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    const char *id = str_value(json_is_object(v) ? json_object_get(v, "id") : v);
+    if (id == NULL)
+        field_error(e, key, "expected a record with a string id");
+    return id;
 }
+
+/* The strings of array arr as a vector borrowing them (the vector itself is
+ * the caller's to free). An element that is not a string is an error,
+ * "<table>[i].<what>[k]", and reads as "". */
+static const char **str_vec(const struct entity *e, const char *what, json_t *arr, size_t *n)
+{
+    *n = json_array_size(arr);
+    const char **v = sl_xcalloc(*n, sizeof(char *));
+    for (size_t k = 0; k < *n; k++) {
+        v[k] = str_value(json_array_get(arr, k));
+        if (v[k] == NULL) {
+            sl_errors_add(e->errs, "%s[%zu].%s[%zu]: expected a string", e->table, e->i, what, k);
+            v[k] = "";
+        }
+    }
+    return v;
+}
+
+/* An array-of-strings field as str_vec has it; NULL and *n = 0 when absent
+ * or null, or not an array (an error). */
+static const char **str_array(const struct entity *e, const char *key, size_t *n)
+{
+    json_t *v = json_object_get(e->o, key);
+    *n = 0;
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_array(v)) {
+        field_error(e, key, "expected an array");
+        return NULL;
+    }
+    return str_vec(e, key, v, n);
+}
+
+/* True when s can go into a request head as is: no space, control character
+ * or DEL (a CR LF in a Host value would start a header of the peer's). */
+static bool head_safe(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= ' ' || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool valid_host(const char *h)
+{
+    size_t n = strlen(h);
+    return n > 0 && n <= MAX_HOST_LEN && head_safe(h);
+}
+
+static const char bad_host[] = "invalid value: expected a host name or IP address of 1 to 255 "
+                               "bytes, without spaces or control characters";
+
+/* ------------------------------------------------------------ building */
 
 static bool parse_ip(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -102,8 +251,44 @@ static unsigned gcd(unsigned a, unsigned b)
     return a;
 }
 
-/* Kong's round-robin: weights reduced by their GCD, each target placed
- * weight/gcd times, interleaved so consecutive picks spread out. */
+/* The round-robin turns of an upstream's targets: turn c of target i falls
+ * (c + 1/2) / w[i] of the way round the wheel. */
+struct turns {
+    const unsigned *w; /* weights, reduced by their GCD */
+    unsigned *c;       /* turns taken */
+    unsigned *heap;    /* target indexes, the next turn at the top */
+    size_t n;
+};
+
+/* Whether a's next turn comes before b's (on a tie, the earlier target's). */
+static bool turn_before(const struct turns *t, unsigned a, unsigned b)
+{
+    uint64_t ta = (2 * (uint64_t)t->c[a] + 1) * t->w[b];
+    uint64_t tb = (2 * (uint64_t)t->c[b] + 1) * t->w[a];
+    return ta != tb ? ta < tb : a < b;
+}
+
+static void sift_down(struct turns *t, size_t at)
+{
+    for (;;) {
+        size_t l = 2 * at + 1, r = l + 1, top = at;
+        if (l < t->n && turn_before(t, t->heap[l], t->heap[top]))
+            top = l;
+        if (r < t->n && turn_before(t, t->heap[r], t->heap[top]))
+            top = r;
+        if (top == at)
+            return;
+        unsigned x = t->heap[at];
+        t->heap[at] = t->heap[top];
+        t->heap[top] = x;
+        at = top;
+    }
+}
+
+/* Weighted round-robin: weights reduced by their GCD, each target placed
+ * weight/gcd times (the wheel capped at MAX_WHEEL slots), interleaved so
+ * consecutive picks spread out. Each slot costs a heap step, not a pass over
+ * every target: thousands of targets still build in milliseconds. */
 static void build_wheel(sl_upstream_t *u)
 {
     unsigned g = 0;
@@ -112,44 +297,71 @@ static void build_wheel(sl_upstream_t *u)
         g = gcd(g, u->targets[i].weight);
     if (g == 0)
         return;
-    for (size_t i = 0; i < u->ntargets; i++)
-        total += u->targets[i].weight / g;
-    if (total > 65536)
-        total = 65536;
+    unsigned *w = sl_xcalloc(u->ntargets, sizeof(unsigned));
+    struct turns t = {w, sl_xcalloc(u->ntargets, sizeof(unsigned)),
+                      sl_xcalloc(u->ntargets, sizeof(unsigned)), u->ntargets};
+    for (size_t i = 0; i < u->ntargets; i++) {
+        w[i] = u->targets[i].weight / g;
+        total += w[i];
+        t.heap[i] = (unsigned)i;
+    }
+    if (total > MAX_WHEEL)
+        total = MAX_WHEEL;
+    for (size_t i = t.n / 2; i-- > 0;)
+        sift_down(&t, i);
     u->wheel = sl_xmalloc(total * sizeof(unsigned));
-    unsigned *left = sl_xcalloc(u->ntargets, sizeof(unsigned));
-    for (size_t i = 0; i < u->ntargets; i++)
-        left[i] = u->targets[i].weight / g;
-    /* Smooth weighted round-robin: deterministic and well spread. */
-    long *cur = sl_xcalloc(u->ntargets, sizeof(long));
-    long sum = 0;
-    for (size_t i = 0; i < u->ntargets; i++)
-        sum += left[i];
     for (size_t k = 0; k < total; k++) {
-        size_t best = 0;
-        for (size_t i = 0; i < u->ntargets; i++) {
-            cur[i] += left[i];
-            if (cur[i] > cur[best])
-                best = i;
-        }
-        cur[best] -= sum;
-        u->wheel[k] = (unsigned)best;
+        u->wheel[k] = t.heap[0];
+        t.c[t.heap[0]]++;
+        sift_down(&t, 0);
     }
     u->wheel_len = total;
-    free(cur);
-    free(left);
+    free(t.heap);
+    free(t.c);
+    free(w);
+}
+
+/* Parses target, the "target" field of entity e, into tg's host and port:
+ * "host:port", "[v6]:port", "host" or a bare IPv6 address (port 8000).
+ * Returns false after an error. */
+static bool parse_target(const struct entity *e, const char *target, sl_target_t *tg)
+{
+    const char *colon = strrchr(target, ':'), *close = strchr(target, ']');
+    uint64_t port = 8000;
+    size_t hostlen = strlen(target);
+    bool has_port = target[0] == '[' ? (colon && close && colon > close)
+                                     : (colon && colon == strchr(target, ':'));
+    if (has_port) {
+        if (sl_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != SL_OK) {
+            sl_errors_add(e->errs, "targets[%zu].target: invalid port in '%s'", e->i, target);
+            return false;
+        }
+        hostlen = (size_t)(colon - target);
+    }
+    tg->host = sl_xstrndup(target, hostlen);
+    if (!valid_host(tg->host)) {
+        sl_errors_add(e->errs, "targets[%zu].target: '%.*s' is not a valid host[:port]", e->i,
+                      MAX_HOST_LEN, target);
+        free(tg->host);
+        tg->host = NULL;
+        return false;
+    }
+    tg->port = (uint16_t)port;
+    tg->is_ip = parse_ip(tg->host, tg->port, &tg->addr, &tg->addrlen);
+    return true;
 }
 
 static int build_upstreams(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
 {
-    json_t *ups = json_object_get(doc, "upstreams");
-    json_t *tgts = json_object_get(doc, "targets");
+    json_t *ups = table_of(doc, "upstreams", errs);
+    json_t *tgts = table_of(doc, "targets", errs);
     g->nupstreams = json_array_size(ups);
     g->upstreams = sl_xcalloc(g->nupstreams, sizeof(sl_upstream_t));
     /* The targets of each upstream, grouped once: upstream id -> [index]. */
     json_t *groups = json_object();
     for (size_t t = 0; t < json_array_size(tgts); t++) {
-        const char *uid = jfk(json_array_get(tgts, t), "upstream");
+        struct entity e = entity_at(tgts, "targets", t, errs);
+        const char *uid = fk_field(&e, "upstream");
         if (!uid)
             continue;
         json_t *l = json_object_get(groups, uid);
@@ -159,11 +371,13 @@ static int build_upstreams(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
     }
     g->upstream_index = json_object();
     for (size_t i = 0; i < g->nupstreams; i++) {
-        json_t *ju = json_array_get(ups, i);
+        struct entity e = entity_at(ups, "upstreams", i, errs);
         sl_upstream_t *u = &g->upstreams[i];
-        u->id = jdup(ju, "id");
-        u->name = jdup(ju, "name");
-        u->host_header = jdup(ju, "host_header");
+        u->id = str_dup(&e, "id");
+        u->name = str_dup(&e, "name");
+        u->host_header = str_dup(&e, "host_header");
+        if (u->host_header && !valid_host(u->host_header))
+            field_error(&e, "host_header", bad_host);
         if (u->name) {
             char *lower = sl_xstrdup(u->name);
             for (char *c = lower; *c; c++)
@@ -177,29 +391,15 @@ static int build_upstreams(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
         u->targets = sl_xcalloc(nt ? nt : 1, sizeof(sl_target_t));
         for (size_t m = 0; m < nt; m++) {
             size_t t = (size_t)json_integer_value(json_array_get(mine, m));
-            json_t *jt = json_array_get(tgts, t);
-            const char *target = jstr(jt, "target");
-            int64_t weight = jint(jt, "weight", 100);
-            if (!target || weight <= 0)
+            struct entity te = {json_array_get(tgts, t), "targets", t, errs};
+            const char *target = str_field(&te, "target");
+            int64_t weight = int_field(&te, "weight", 100, 0, 65535);
+            if (!target || weight == 0)
                 continue;
             sl_target_t *tg = &u->targets[u->ntargets];
-            /* "host:port", "[v6]:port", "host" or a bare IPv6 address (port 8000). */
-            const char *colon = strrchr(target, ':');
-            uint64_t port = 8000;
-            size_t hostlen = strlen(target);
-            bool has_port = target[0] == '[' ? (colon && colon > strchr(target, ']'))
-                                             : (colon && colon == strchr(target, ':'));
-            if (has_port) {
-                if (sl_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != SL_OK) {
-                    sl_errors_add(errs, "targets[%zu].target: invalid port in '%s'", t, target);
-                    continue;
-                }
-                hostlen = (size_t)(colon - target);
-            }
-            tg->host = sl_xstrndup(target, hostlen);
-            tg->port = (uint16_t)port;
+            if (!parse_target(&te, target, tg))
+                continue;
             tg->weight = (unsigned)weight;
-            tg->is_ip = parse_ip(tg->host, tg->port, &tg->addr, &tg->addrlen);
             u->ntargets++;
         }
         build_wheel(u);
@@ -222,21 +422,25 @@ static const sl_upstream_t *find_upstream(const sl_gen_t *g, const char *name)
 
 static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
 {
-    json_t *svcs = json_object_get(doc, "services");
+    json_t *svcs = table_of(doc, "services", errs);
     g->nservices = json_array_size(svcs);
     g->services = sl_xcalloc(g->nservices, sizeof(sl_service_t));
     g->service_index = json_object();
     for (size_t i = 0; i < g->nservices; i++) {
-        json_t *js = json_array_get(svcs, i);
+        struct entity e = entity_at(svcs, "services", i, errs);
         sl_service_t *s = &g->services[i];
-        s->id = jdup(js, "id");
+        s->id = str_dup(&e, "id");
         if (s->id && !json_object_get(g->service_index, s->id))
             json_object_set_new(g->service_index, s->id, json_integer((json_int_t)i));
-        s->name = jdup(js, "name");
+        s->name = str_dup(&e, "name");
         s->label = s->name ? s->name : s->id ? s->id : "";
-        s->host = jdup(js, "host");
-        s->path = jdup(js, "path");
-        const char *proto = jstr(js, "protocol");
+        s->host = str_dup(&e, "host");
+        s->path = str_dup(&e, "path");
+        if (s->path && (s->path[0] != '/' || !head_safe(s->path)))
+            field_error(&e, "path",
+                        "invalid value: expected a path starting with '/', without spaces or "
+                        "control characters");
+        const char *proto = str_field(&e, "protocol");
         if (proto && strcmp(proto, "http") && strcmp(proto, "https"))
             sl_errors_add(errs,
                           "services[%zu].protocol: '%s' is not supported by this data plane yet "
@@ -248,13 +452,18 @@ static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
                           "plane yet (use http)",
                           i);
         s->https = proto && !strcmp(proto, "https");
-        s->port = (uint16_t)jint(js, "port", 80);
-        s->retries = (int)jint(js, "retries", 5);
-        s->connect_timeout_ms = (uint32_t)jint(js, "connect_timeout", 60000);
-        s->read_timeout_ms = (uint32_t)jint(js, "read_timeout", 60000);
-        s->write_timeout_ms = (uint32_t)jint(js, "write_timeout", 60000);
+        s->port = (uint16_t)int_field(&e, "port", 80, 0, 65535);
+        s->retries = (int)int_field(&e, "retries", 5, 0, 32767);
+        s->connect_timeout_ms = (uint32_t)int_field(&e, "connect_timeout", 60000, 1, INT32_MAX - 1);
+        s->read_timeout_ms = (uint32_t)int_field(&e, "read_timeout", 60000, 1, INT32_MAX - 1);
+        s->write_timeout_ms = (uint32_t)int_field(&e, "write_timeout", 60000, 1, INT32_MAX - 1);
         if (!s->host) {
-            sl_errors_add(errs, "services[%zu].host: required field missing", i);
+            if (!present(&e, "host"))
+                field_error(&e, "host", "required field missing");
+            continue;
+        }
+        if (!valid_host(s->host)) {
+            field_error(&e, "host", bad_host);
             continue;
         }
         s->upstream = find_upstream(g, s->host);
@@ -274,59 +483,104 @@ static const sl_service_t *find_service(const sl_gen_t *g, const char *id)
     return i ? &g->services[json_integer_value(i)] : NULL;
 }
 
-/* Strings of a JSON array as a borrowed const char* vector. */
-static const char **str_vec(json_t *arr, size_t *n)
+/* The headers of a route, as the router takes them: {"name": ["value", ...]}.
+ * Sets sp->headers (owned by the caller, and each values vector) and
+ * sp->nheaders. */
+static void route_headers(const struct entity *e, sl_route_spec_t *sp)
 {
-    *n = json_array_size(arr);
-    const char **v = sl_xcalloc(*n, sizeof(char *));
-    for (size_t i = 0; i < *n; i++) {
-        json_t *e = json_array_get(arr, i);
-        v[i] = json_is_string(e) ? json_string_value(e) : "";
+    json_t *hdrs = json_object_get(e->o, "headers");
+    if (hdrs == NULL || json_is_null(hdrs))
+        return;
+    if (!json_is_object(hdrs)) {
+        field_error(e, "headers", "expected a map");
+        return;
     }
-    return v;
+    if (json_object_size(hdrs) == 0)
+        return;
+    sl_route_header_spec_t *hs = sl_xcalloc(json_object_size(hdrs), sizeof(sl_route_header_spec_t));
+    const char *hname;
+    json_t *hvals;
+    size_t k = 0;
+    json_object_foreach(hdrs, hname, hvals)
+    {
+        char *what = sl_xasprintf("headers.%s", hname);
+        hs[k].name = hname;
+        if (json_is_array(hvals))
+            hs[k].values = str_vec(e, what, hvals, &hs[k].nvalues);
+        else
+            field_error(e, what, "expected an array");
+        free(what);
+        k++;
+    }
+    sp->headers = hs;
+    sp->nheaders = k;
+}
+
+/* Adds the router's message about spec k ("spec 3: paths[0]: ...") as one
+ * about the route it came from ("routes[5].paths[0]: ..."). */
+static void add_router_error(sl_errors_t *errs, const char *err, const size_t *route_of,
+                             size_t nspecs)
+{
+    char *end;
+    if (strncmp(err, "spec ", 5) == 0) {
+        unsigned long long k = strtoull(err + 5, &end, 10);
+        if (end != err + 5 && k < nspecs && strncmp(end, ": ", 2) == 0) {
+            sl_errors_add(errs, "routes[%zu].%s", route_of[k], end + 2);
+            return;
+        }
+    }
+    sl_errors_add(errs, "routes: %s", err);
 }
 
 static int build_routes(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
 {
-    json_t *routes = json_object_get(doc, "routes");
+    size_t before = errs->n;
+    json_t *routes = table_of(doc, "routes", errs);
     size_t n = json_array_size(routes);
     g->routes = sl_xcalloc(n, sizeof(sl_route_t));
     sl_route_spec_t *specs = sl_xcalloc(n, sizeof(sl_route_spec_t));
+    size_t *route_of = sl_xcalloc(n, sizeof(size_t)); /* spec -> index in "routes" */
     size_t nspecs = 0;
     int rc = SL_OK;
 
     for (size_t i = 0; i < n; i++) {
-        json_t *jr = json_array_get(routes, i);
+        struct entity e = entity_at(routes, "routes", i, errs);
         sl_route_t *r = &g->routes[g->nroutes];
-        r->id = jdup(jr, "id");
-        r->name = jdup(jr, "name");
+        r->id = str_dup(&e, "id");
+        r->name = str_dup(&e, "name");
         r->label = r->name ? r->name : r->id ? r->id : "";
         r->label_key = sl_hash(r->label, strlen(r->label));
-        const char *sid = jfk(jr, "service");
+        const char *sid = fk_field(&e, "service");
         if (sid) {
             r->service = find_service(g, sid);
             if (!r->service)
                 sl_errors_add(errs, "routes[%zu].service: no service with id %s", i, sid);
         }
-        r->strip_path = jbool(jr, "strip_path", true);
-        r->preserve_host = jbool(jr, "preserve_host", false);
-        const char *ph = jstr(jr, "path_handling");
+        r->strip_path = bool_field(&e, "strip_path", true);
+        r->preserve_host = bool_field(&e, "preserve_host", false);
+        const char *ph = str_field(&e, "path_handling");
+        if (ph && strcmp(ph, "v0") && strcmp(ph, "v1"))
+            field_error(&e, "path_handling", "expected one of: v0, v1");
         r->path_handling = ph && !strcmp(ph, "v1") ? 1 : 0;
-        r->https_redirect_status_code = (int)jint(jr, "https_redirect_status_code", 426);
+        int64_t code = int_field(&e, "https_redirect_status_code", 426, INT64_MIN, INT64_MAX);
+        if (code != 426 && code != 301 && code != 302 && code != 307 && code != 308) {
+            field_error(&e, "https_redirect_status_code",
+                        "expected one of: 426, 301, 302, 307, 308");
+            code = 426;
+        }
+        r->https_redirect_status_code = (int)code;
 
         sl_route_spec_t *sp = &specs[nspecs];
-        json_t *protos = json_object_get(jr, "protocols");
-        size_t pi;
-        json_t *pv;
-        json_array_foreach(protos, pi, pv)
-        {
-            const char *p = json_string_value(pv);
-            if (p && !strcmp(p, "http"))
+        size_t np;
+        const char **protos = str_array(&e, "protocols", &np);
+        for (size_t k = 0; k < np; k++) {
+            if (!strcmp(protos[k], "http"))
                 sp->protocols |= SL_PROTO_HTTP;
-            else if (p && !strcmp(p, "https"))
+            else if (!strcmp(protos[k], "https"))
                 sp->protocols |= SL_PROTO_HTTPS;
         }
-        if (json_array_size(protos) && !sp->protocols) {
+        free(protos);
+        if (np && !sp->protocols) {
             /* grpc/tcp/tls routes cannot match HTTP/1.1 requests: skip them. */
             SL_WARN("routes[%zu]: protocols %s are not served by this data plane; route "
                     "ignored",
@@ -337,35 +591,21 @@ static int build_routes(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
             continue;
         }
         r->protocols = sp->protocols;
-        sp->hosts = str_vec(json_object_get(jr, "hosts"), &sp->nhosts);
-        sp->paths = str_vec(json_object_get(jr, "paths"), &sp->npaths);
-        sp->methods = str_vec(json_object_get(jr, "methods"), &sp->nmethods);
-        json_t *hdrs = json_object_get(jr, "headers");
-        if (json_is_object(hdrs) && json_object_size(hdrs)) {
-            sl_route_header_spec_t *hs =
-                sl_xcalloc(json_object_size(hdrs), sizeof(sl_route_header_spec_t));
-            const char *hname;
-            json_t *hvals;
-            size_t k = 0;
-            json_object_foreach(hdrs, hname, hvals)
-            {
-                hs[k].name = hname;
-                hs[k].values = str_vec(hvals, &hs[k].nvalues);
-                k++;
-            }
-            sp->headers = hs;
-            sp->nheaders = k;
-        }
-        sp->regex_priority = jint(jr, "regex_priority", 0);
+        sp->hosts = str_array(&e, "hosts", &sp->nhosts);
+        sp->paths = str_array(&e, "paths", &sp->npaths);
+        sp->methods = str_array(&e, "methods", &sp->nmethods);
+        route_headers(&e, sp);
+        sp->regex_priority = int_field(&e, "regex_priority", 0, INT64_MIN, INT64_MAX);
         sp->data = r;
+        route_of[nspecs] = i;
         nspecs++;
         g->nroutes++;
     }
 
-    if (errs->n == 0) {
+    if (errs->n == before) {
         char err[512];
         if (sl_router_new(specs, nspecs, &g->router, err, sizeof(err)) != SL_OK) {
-            sl_errors_add(errs, "routes: %s", err);
+            add_router_error(errs, err, route_of, nspecs);
             rc = SL_ERR_INVALID;
         }
     }
@@ -377,6 +617,7 @@ static int build_routes(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
             free((void *)specs[i].headers[k].values);
         free((void *)specs[i].headers);
     }
+    free(route_of);
     free(specs);
     return rc;
 }
@@ -406,14 +647,14 @@ int sl_gen_build_hashed(json_t *doc, uint64_t version, const char *hash, sl_gen_
     g->version = version;
     g->doc = json_incref(doc);
 
-    json_t *plugins = json_object_get(doc, "plugins");
+    json_t *plugins = table_of(doc, "plugins", errs);
     size_t pi;
     json_t *pv;
     json_array_foreach(plugins, pi, pv)
     {
         if (json_is_false(json_object_get(pv, "enabled")))
             continue;
-        const char *name = jstr(pv, "name");
+        const char *name = str_value(json_object_get(pv, "name"));
         sl_errors_add(errs,
                       "plugins[%zu].name: plugin '%s' not enabled; this data plane runs no "
                       "plugins yet, remove it from the configuration",

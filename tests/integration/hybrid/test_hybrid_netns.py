@@ -96,8 +96,10 @@ def test_planes_on_two_hosts(two_hosts, tmp_path, cluster_cert):
         curl(cp_ns, "-X", "POST", "http://%s/services" % admin, "-d", "name=s",
              "-d", "url=http://%s" % upstream)
         curl(cp_ns, "-X", "POST", "http://%s/services/s/routes" % admin, "-d", "paths[]=/far")
-        body = wait_until(lambda: curl(dp_ns, "http://%s/far/away" % proxy) or None,
-                          what="route served across namespaces")
+        def echoed():
+            text = curl(dp_ns, "http://%s/far/away" % proxy)
+            return text if '"path"' in text else None
+        body = wait_until(echoed, what="route served across namespaces")
         assert json.loads(body)["path"] == "/away"
         rows = json.loads(curl(cp_ns, "http://%s/clustering/data-planes" % admin))["data"]
         assert len(rows) == 1 and rows[0]["ip"] == "10.77.0.2" and rows[0]["connected"]

@@ -37,6 +37,9 @@
 
 #include "admin.h" /* SL_CP_VERSION */
 
+/* A delta touching more entities than this goes as a (compressed) snapshot:
+ * past a few hundred entities the snapshot is the smaller message. */
+#define DELTA_MAX_ENTITIES 1000
 /* How long writes may gather before they are pushed. */
 #define PUSH_DELAY_US 1000
 /* A handshake and Hello must complete within this. */
@@ -90,8 +93,10 @@ struct sl_cluster_s {
     bool snap_valid;
     sl_cmsg_t *snap_msg;
     Sluice__Cluster__Snapshot snap;
-    /* Cache: one encoded delta. */
+    /* Cache: one encoded delta (or the verdict that it is better sent as a
+     * snapshot). */
     uint64_t delta_from, delta_to;
+    bool delta_too_big;
     struct evbuffer *delta_frame;
     /* Cache: the plugins the configuration uses, per version. */
     uint64_t used_version;
@@ -295,11 +300,15 @@ static Sluice__Cluster__Snapshot *snapshot(sl_cluster_t *cl, uint64_t version)
     return &cl->snap;
 }
 
-/* Appends one delta frame from..to to out, or returns SL_ERR_NOT_FOUND when
- * the change log no longer reaches back to `from`. */
+/* Appends one delta frame from..to to out. Returns SL_ERR_NOT_FOUND when the
+ * change log no longer reaches back to `from`, SL_ERR_TOO_BIG when the delta
+ * is better sent as a snapshot (too many entities, or a frame over
+ * cluster_max_payload). */
 static int delta_frame(sl_cluster_t *cl, uint64_t from, uint64_t to, const char *hash,
                        struct evbuffer *out)
 {
+    if (cl->delta_from == from && cl->delta_to == to && cl->delta_too_big)
+        return SL_ERR_TOO_BIG;
     if (cl->delta_frame && cl->delta_from == from && cl->delta_to == to) {
         evbuffer_add(out, evbuffer_pullup(cl->delta_frame, -1),
                      evbuffer_get_length(cl->delta_frame));
@@ -330,6 +339,15 @@ static int delta_frame(sl_cluster_t *cl, uint64_t from, uint64_t to, const char 
             }
     }
     json_decref(recs);
+    cl->delta_from = from;
+    cl->delta_to = to;
+    cl->delta_too_big = json_object_size(merged) > DELTA_MAX_ENTITIES;
+    if (cl->delta_too_big) {
+        json_decref(merged);
+        if (cl->delta_frame)
+            evbuffer_drain(cl->delta_frame, evbuffer_get_length(cl->delta_frame));
+        return SL_ERR_TOO_BIG;
+    }
     Sluice__Cluster__Delta d = SLUICE__CLUSTER__DELTA__INIT;
     d.from_version = from;
     d.to_version = to;
@@ -365,8 +383,6 @@ static int delta_frame(sl_cluster_t *cl, uint64_t from, uint64_t to, const char 
         cl->delta_frame = evbuffer_new();
     evbuffer_drain(cl->delta_frame, evbuffer_get_length(cl->delta_frame));
     sl_frame_write(cl->delta_frame, &m);
-    cl->delta_from = from;
-    cl->delta_to = to;
     for (i = 0; i < d.n_upserts; i++) {
         free(d.upserts[i]->json.data);
         free(d.upserts[i]);
@@ -376,6 +392,11 @@ static int delta_frame(sl_cluster_t *cl, uint64_t from, uint64_t to, const char 
     free(d.upserts);
     free(d.deletes);
     json_decref(merged);
+    if (evbuffer_get_length(cl->delta_frame) > cl->max_payload + 4) {
+        evbuffer_drain(cl->delta_frame, evbuffer_get_length(cl->delta_frame));
+        cl->delta_too_big = true;
+        return SL_ERR_TOO_BIG;
+    }
     evbuffer_add(out, evbuffer_pullup(cl->delta_frame, -1), evbuffer_get_length(cl->delta_frame));
     return SL_OK;
 }

@@ -281,3 +281,21 @@ def test_failed_apply_keeps_the_old_configuration(hybrid_cp, hybrid_dp, upstream
     add_route(cp, upstream, "after", "/after")
     wait_until(serves(dp, "/after", 200), what="served after the fix")
     wait_until(lambda: cp_data_planes(cp)[0]["last_error"] is None)
+
+
+def test_a_large_change_goes_as_a_snapshot(hybrid_cp, hybrid_dp, upstream):
+    cp = hybrid_cp()
+    dp = hybrid_dp(cp)
+    add_route(cp, upstream, "first", "/first")
+    wait_until(serves(dp, "/first", 200), what="route served")
+    before = json.loads(dp.status_get("/status").body)["cluster"]
+    # 1,200 new entities in one write: a compressed snapshot, not a delta
+    doc = {"_format_version": "3.0", "services": [
+        {"name": "bulk%d" % i, "url": upstream.url, "routes": [
+            {"name": "bulk%d" % i, "paths": ["/bulk%d" % i]}]} for i in range(600)]}
+    assert cp.post("/config", doc).status == 201
+    wait_until(serves(dp, "/bulk599", 200), what="bulk import served")
+    after = json.loads(dp.status_get("/status").body)["cluster"]
+    assert after["snapshots_applied"] == before["snapshots_applied"] + 1
+    assert after["deltas_applied"] == before["deltas_applied"]
+    assert after["bytes_received"] - before["bytes_received"] < 100000

@@ -34,7 +34,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
-#define PERSIST_DELAY_MS 200
+#define PERSIST_DELAY_MS 1000
 
 static struct {
     const sl_dp_conf_t *conf;
@@ -322,7 +322,7 @@ static void on_persist(evutil_socket_t fd, short what, void *arg)
 
 static void schedule_persist(void)
 {
-    struct timeval tv = {0, PERSIST_DELAY_MS * 1000};
+    struct timeval tv = {PERSIST_DELAY_MS / 1000, (PERSIST_DELAY_MS % 1000) * 1000};
     if (!evtimer_pending(S.persist, NULL))
         evtimer_add(S.persist, &tv);
 }

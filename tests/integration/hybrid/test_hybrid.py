@@ -95,7 +95,7 @@ def test_control_plane_down_data_planes_keep_serving(hybrid_cp, hybrid_dp, upstr
     for _ in range(20):
         assert dp1.get("/keep").status == 200
         assert dp2.get("/keep").status == 200
-    time.sleep(0.3)  # past one persistence delay
+    time.sleep(1.3)  # past one persistence delay (1 s)
     # a data plane restarted while the control plane is down serves its
     # persisted configuration
     dp2.stop()

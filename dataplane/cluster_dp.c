@@ -119,7 +119,11 @@ static int publish(json_t *map, uint64_t version, const sl_cfghash_t *hash, char
     sl_errors_init(&errs);
     sl_gen_t *g = NULL;
     uint64_t t1 = sl_now_us();
-    int rc = sl_gen_build_hashed(doc, version, hex, &g, &errs);
+    /* Entities a delta left alone keep their parsed objects, so the build
+     * can share what the current generation made of them. */
+    sl_gen_t *prev = sl_gen_acquire();
+    int rc = sl_gen_build_from(doc, version, hex, prev, &g, &errs);
+    sl_gen_unref(prev);
     SL_DEBUG("cluster: document %.1f ms, generation %.1f ms", (t1 - t0) / 1e3,
              (sl_now_us() - t1) / 1e3);
     json_decref(doc);

@@ -638,8 +638,111 @@ int sl_gen_build(json_t *doc, uint64_t version, sl_gen_t **out, sl_errors_t *err
     return sl_gen_build_hashed(doc, version, NULL, out, errs);
 }
 
+/* ------------------------------------------------------ shared services */
+
+struct sl_gen_base_s {
+    atomic_int refs;
+    sl_service_t *services;
+    size_t nservices;
+    sl_upstream_t *upstreams;
+    size_t nupstreams;
+    json_t *service_index, *upstream_index;
+    json_t *services_table, *upstreams_table, *targets_table; /* what they were built from */
+};
+
+static void base_unref(struct sl_gen_base_s *b)
+{
+    if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < b->nservices; i++) {
+        sl_service_t *s = &b->services[i];
+        free(s->id);
+        free(s->name);
+        free(s->host);
+        free(s->path);
+        free(s->host_header);
+    }
+    free(b->services);
+    for (size_t i = 0; i < b->nupstreams; i++) {
+        sl_upstream_t *u = &b->upstreams[i];
+        for (size_t t = 0; t < u->ntargets; t++)
+            free(u->targets[t].host);
+        free(u->targets);
+        free(u->wheel);
+        free(u->id);
+        free(u->name);
+        free(u->host_header);
+    }
+    free(b->upstreams);
+    json_decref(b->service_index);
+    json_decref(b->upstream_index);
+    json_decref(b->services_table);
+    json_decref(b->upstreams_table);
+    json_decref(b->targets_table);
+    free(b);
+}
+
+/* Whether two tables hold the very same objects in the same order. */
+static bool same_objects(json_t *a, json_t *b)
+{
+    size_t n = json_array_size(a);
+    if (n != json_array_size(b) || (json_is_array(a) != json_is_array(b) && n > 0))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (json_array_get(a, i) != json_array_get(b, i))
+            return false;
+    return true;
+}
+
+/* Points g at its base's services and upstreams. */
+static void adopt_base(sl_gen_t *g, struct sl_gen_base_s *b)
+{
+    g->base = b;
+    g->services = b->services;
+    g->nservices = b->nservices;
+    g->upstreams = b->upstreams;
+    g->nupstreams = b->nupstreams;
+    g->service_index = b->service_index;
+    g->upstream_index = b->upstream_index;
+}
+
+/* Builds services and upstreams, or shares prev's when nothing they are made
+ * of changed. */
+static void build_base(sl_gen_t *g, json_t *doc, const sl_gen_t *prev, sl_errors_t *errs)
+{
+    json_t *svcs = json_object_get(doc, "services"), *ups = json_object_get(doc, "upstreams"),
+           *tgts = json_object_get(doc, "targets");
+    struct sl_gen_base_s *pb = prev ? prev->base : NULL;
+    if (pb && json_is_array(svcs) && same_objects(pb->services_table, svcs) &&
+        same_objects(pb->upstreams_table, ups) && same_objects(pb->targets_table, tgts)) {
+        atomic_fetch_add_explicit(&pb->refs, 1, memory_order_relaxed);
+        adopt_base(g, pb);
+        return;
+    }
+    build_upstreams(g, doc, errs);
+    build_services(g, doc, errs);
+    struct sl_gen_base_s *b = sl_xcalloc(1, sizeof(*b));
+    atomic_init(&b->refs, 1);
+    b->services = g->services;
+    b->nservices = g->nservices;
+    b->upstreams = g->upstreams;
+    b->nupstreams = g->nupstreams;
+    b->service_index = g->service_index;
+    b->upstream_index = g->upstream_index;
+    b->services_table = json_incref(svcs);
+    b->upstreams_table = json_incref(ups);
+    b->targets_table = json_incref(tgts);
+    adopt_base(g, b);
+}
+
 int sl_gen_build_hashed(json_t *doc, uint64_t version, const char *hash, sl_gen_t **out,
                         sl_errors_t *errs)
+{
+    return sl_gen_build_from(doc, version, hash, NULL, out, errs);
+}
+
+int sl_gen_build_from(json_t *doc, uint64_t version, const char *hash, const sl_gen_t *prev,
+                      sl_gen_t **out, sl_errors_t *errs)
 {
     size_t before = errs->n;
     sl_gen_t *g = sl_xcalloc(1, sizeof(*g));
@@ -661,16 +764,14 @@ int sl_gen_build_hashed(json_t *doc, uint64_t version, const char *hash, sl_gen_
                       pi, name ? name : "?");
     }
     uint64_t t0 = sl_now_us();
-    build_upstreams(g, doc, errs);
+    build_base(g, doc, prev, errs);
     uint64_t t1 = sl_now_us();
-    build_services(g, doc, errs);
-    uint64_t t2 = sl_now_us();
     if (errs->n == before)
         build_routes(g, doc, errs);
-    uint64_t t3 = sl_now_us();
-    SL_DEBUG("generation %llu built: upstreams %.1f ms, services %.1f ms, routes and router "
-             "%.1f ms",
-             (unsigned long long)version, (t1 - t0) / 1e3, (t2 - t1) / 1e3, (t3 - t2) / 1e3);
+    uint64_t t2 = sl_now_us();
+    SL_DEBUG("generation %llu built: services and upstreams %.1f ms%s, routes and router %.1f ms",
+             (unsigned long long)version, (t1 - t0) / 1e3,
+             prev && g->base == prev->base ? " (shared)" : "", (t2 - t1) / 1e3);
     if (errs->n > before) {
         sl_gen_unref(g);
         return SL_ERR_INVALID;
@@ -703,35 +804,14 @@ static void gen_free(sl_gen_t *g)
 {
     if (g->router)
         sl_router_free(g->router);
-    for (size_t i = 0; i < g->nservices; i++) {
-        sl_service_t *s = &g->services[i];
-        free(s->id);
-        free(s->name);
-        free(s->host);
-        free(s->path);
-        free(s->host_header);
-    }
-    free(g->services);
     for (size_t i = 0; i < g->nroutes; i++) {
         free(g->routes[i].id);
         free(g->routes[i].name);
     }
     free(g->routes);
-    for (size_t i = 0; i < g->nupstreams; i++) {
-        sl_upstream_t *u = &g->upstreams[i];
-        for (size_t t = 0; t < u->ntargets; t++)
-            free(u->targets[t].host);
-        free(u->targets);
-        free(u->wheel);
-        free(u->id);
-        free(u->name);
-        free(u->host_header);
-    }
-    free(g->upstreams);
+    base_unref(g->base);
     if (g->doc)
         json_decref(g->doc);
-    json_decref(g->service_index);
-    json_decref(g->upstream_index);
     free(g);
 }
 

@@ -79,9 +79,14 @@ typedef struct sl_gen_s {
     sl_upstream_t *upstreams;
     size_t nupstreams;
     json_t *doc; /* owned: the normalised document it was built from */
-    /* Build-time indexes (owned): service id -> index, lower-cased
-     * upstream name -> index. */
+    /* Service id -> index and lower-cased upstream name -> index (borrowed
+     * from base, as are services and upstreams above). */
     json_t *service_index, *upstream_index;
+    /* Owned reference: what services and upstreams were built into. Two
+     * generations share it when their services, upstreams and targets are
+     * the same parsed objects (hybrid mode keeps an unchanged entity's
+     * object), so a change to routes alone does not build services again. */
+    struct sl_gen_base_s *base;
 } sl_gen_t;
 
 /*
@@ -96,6 +101,12 @@ int sl_gen_build(json_t *doc, uint64_t version, sl_gen_t **out, sl_errors_t *err
  * plane's content hash) instead of computed from the document. */
 int sl_gen_build_hashed(json_t *doc, uint64_t version, const char *hash, sl_gen_t **out,
                         sl_errors_t *errs);
+
+/* The same, reusing prev's services and upstreams when doc's services,
+ * upstreams and targets arrays hold exactly prev's objects (prev may be
+ * NULL). */
+int sl_gen_build_from(json_t *doc, uint64_t version, const char *hash, const sl_gen_t *prev,
+                      sl_gen_t **out, sl_errors_t *errs);
 
 /* An empty generation: every request gets 404; /status/ready says not ready. */
 sl_gen_t *sl_gen_empty(void);

@@ -299,3 +299,23 @@ def test_a_large_change_goes_as_a_snapshot(hybrid_cp, hybrid_dp, upstream):
     assert after["snapshots_applied"] == before["snapshots_applied"] + 1
     assert after["deltas_applied"] == before["deltas_applied"]
     assert after["bytes_received"] - before["bytes_received"] < 100000
+
+
+def test_route_and_service_changes_interleaved(hybrid_cp, hybrid_dp, upstream, upstream2):
+    """Route-only changes reuse the data plane's built services; a service
+    change must still take effect after them."""
+    cp = hybrid_cp()
+    dp = hybrid_dp(cp)
+    add_route(cp, upstream, "svc", "/svc")
+    wait_until(serves(dp, "/svc", 200), what="route served")
+    for i in range(3):
+        add_route(cp, upstream, "r%d" % i, "/r%d" % i)  # new routes and services
+        assert cp.patch("/routes/svc", {"paths": ["/svc", "/alias%d" % i]}).status == 200
+    wait_until(serves(dp, "/alias2", 200), what="route-only changes served")
+    assert dp.get("/svc").header("x-upstream-name") == "up1"
+    assert cp.patch("/services/svc", {"url": upstream2.url}).status == 200
+    wait_until(lambda: dp.get("/svc").header("x-upstream-name") == "up2",
+               what="service change served")
+    assert cp.patch("/routes/svc", {"paths": ["/svc"]}).status == 200
+    wait_until(serves(dp, "/alias2", 404), what="route change after the service change")
+    assert dp.get("/svc").header("x-upstream-name") == "up2"

@@ -532,93 +532,143 @@ static void add_router_error(sl_errors_t *errs, const char *err, const size_t *r
     sl_errors_add(errs, "routes: %s", err);
 }
 
-static int build_routes(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
+/* Frees what a spec owns: its vectors (the strings are the document's). */
+static void spec_dispose(sl_route_spec_t *sp)
+{
+    free(sp->hosts);
+    free(sp->paths);
+    free(sp->methods);
+    for (size_t k = 0; k < sp->nheaders; k++)
+        free((void *)sp->headers[k].values);
+    free((void *)sp->headers);
+}
+
+static const char **dup_vec(const char **v, size_t n)
+{
+    if (!v)
+        return NULL;
+    const char **out = sl_xmalloc((n ? n : 1) * sizeof(*out));
+    memcpy(out, v, n * sizeof(*out));
+    return out;
+}
+
+/* A copy of a spec, with vectors of its own. */
+static void spec_copy(sl_route_spec_t *dst, const sl_route_spec_t *src)
+{
+    *dst = *src;
+    dst->hosts = dup_vec(src->hosts, src->nhosts);
+    dst->paths = dup_vec(src->paths, src->npaths);
+    dst->methods = dup_vec(src->methods, src->nmethods);
+    if (src->nheaders) {
+        sl_route_header_spec_t *hs = sl_xcalloc(src->nheaders, sizeof(*hs));
+        for (size_t k = 0; k < src->nheaders; k++) {
+            hs[k] = src->headers[k];
+            hs[k].values = dup_vec(src->headers[k].values, src->headers[k].nvalues);
+        }
+        dst->headers = hs;
+    }
+}
+
+/* Compiles route i of the table into r and sp; false when it is not served
+ * (a protocol HTTP/1.1 cannot carry). */
+static bool compile_route(sl_gen_t *g, json_t *routes, size_t i, sl_route_t *r, sl_route_spec_t *sp,
+                          sl_errors_t *errs)
+{
+    struct entity e = entity_at(routes, "routes", i, errs);
+    r->id = str_field(&e, "id");
+    r->name = str_field(&e, "name");
+    r->label = r->name ? r->name : r->id ? r->id : "";
+    r->label_key = sl_hash(r->label, strlen(r->label));
+    const char *sid = fk_field(&e, "service");
+    if (sid) {
+        r->service = find_service(g, sid);
+        if (!r->service)
+            sl_errors_add(errs, "routes[%zu].service: no service with id %s", i, sid);
+    }
+    r->strip_path = bool_field(&e, "strip_path", true);
+    r->preserve_host = bool_field(&e, "preserve_host", false);
+    const char *ph = str_field(&e, "path_handling");
+    if (ph && strcmp(ph, "v0") && strcmp(ph, "v1"))
+        field_error(&e, "path_handling", "expected one of: v0, v1");
+    r->path_handling = ph && !strcmp(ph, "v1") ? 1 : 0;
+    int64_t code = int_field(&e, "https_redirect_status_code", 426, INT64_MIN, INT64_MAX);
+    if (code != 426 && code != 301 && code != 302 && code != 307 && code != 308) {
+        field_error(&e, "https_redirect_status_code", "expected one of: 426, 301, 302, 307, 308");
+        code = 426;
+    }
+    r->https_redirect_status_code = (int)code;
+
+    size_t np;
+    const char **protos = str_array(&e, "protocols", &np);
+    for (size_t k = 0; k < np; k++) {
+        if (!strcmp(protos[k], "http"))
+            sp->protocols |= SL_PROTO_HTTP;
+        else if (!strcmp(protos[k], "https"))
+            sp->protocols |= SL_PROTO_HTTPS;
+    }
+    free(protos);
+    if (np && !sp->protocols) {
+        /* grpc/tcp/tls routes cannot match HTTP/1.1 requests: skip them. */
+        SL_WARN("routes[%zu]: protocols %s are not served by this data plane; route ignored", i,
+                "other than http/https");
+        memset(r, 0, sizeof(*r));
+        return false;
+    }
+    r->protocols = sp->protocols;
+    sp->hosts = str_array(&e, "hosts", &sp->nhosts);
+    sp->paths = str_array(&e, "paths", &sp->npaths);
+    sp->methods = str_array(&e, "methods", &sp->nmethods);
+    route_headers(&e, sp);
+    sp->regex_priority = int_field(&e, "regex_priority", 0, INT64_MIN, INT64_MAX);
+    return true;
+}
+
+/* Builds the routes and the router. A route whose object is the one prev
+ * compiled at the same table index (and prev shares this generation's
+ * services) is copied from prev rather than read again. */
+static int build_routes(sl_gen_t *g, json_t *doc, const sl_gen_t *prev, sl_errors_t *errs)
 {
     size_t before = errs->n;
     json_t *routes = table_of(doc, "routes", errs);
     size_t n = json_array_size(routes);
-    g->routes = sl_xcalloc(n, sizeof(sl_route_t));
-    sl_route_spec_t *specs = sl_xcalloc(n, sizeof(sl_route_spec_t));
-    size_t *route_of = sl_xcalloc(n, sizeof(size_t)); /* spec -> index in "routes" */
-    size_t nspecs = 0;
+    g->routes = sl_xcalloc(n ? n : 1, sizeof(sl_route_t));
+    g->specs = sl_xcalloc(n ? n : 1, sizeof(sl_route_spec_t));
+    g->route_of_table = sl_xcalloc(n ? n : 1, sizeof(ssize_t));
+    g->routes_table = json_incref(routes);
+    size_t *table_of_spec = sl_xcalloc(n ? n : 1, sizeof(size_t));
+    bool reuse = prev && prev->base == g->base && prev->routes_table && prev->route_of_table;
+    size_t pn = reuse ? json_array_size(prev->routes_table) : 0;
     int rc = SL_OK;
 
     for (size_t i = 0; i < n; i++) {
-        struct entity e = entity_at(routes, "routes", i, errs);
         sl_route_t *r = &g->routes[g->nroutes];
-        r->id = str_dup(&e, "id");
-        r->name = str_dup(&e, "name");
-        r->label = r->name ? r->name : r->id ? r->id : "";
-        r->label_key = sl_hash(r->label, strlen(r->label));
-        const char *sid = fk_field(&e, "service");
-        if (sid) {
-            r->service = find_service(g, sid);
-            if (!r->service)
-                sl_errors_add(errs, "routes[%zu].service: no service with id %s", i, sid);
-        }
-        r->strip_path = bool_field(&e, "strip_path", true);
-        r->preserve_host = bool_field(&e, "preserve_host", false);
-        const char *ph = str_field(&e, "path_handling");
-        if (ph && strcmp(ph, "v0") && strcmp(ph, "v1"))
-            field_error(&e, "path_handling", "expected one of: v0, v1");
-        r->path_handling = ph && !strcmp(ph, "v1") ? 1 : 0;
-        int64_t code = int_field(&e, "https_redirect_status_code", 426, INT64_MIN, INT64_MAX);
-        if (code != 426 && code != 301 && code != 302 && code != 307 && code != 308) {
-            field_error(&e, "https_redirect_status_code",
-                        "expected one of: 426, 301, 302, 307, 308");
-            code = 426;
-        }
-        r->https_redirect_status_code = (int)code;
-
-        sl_route_spec_t *sp = &specs[nspecs];
-        size_t np;
-        const char **protos = str_array(&e, "protocols", &np);
-        for (size_t k = 0; k < np; k++) {
-            if (!strcmp(protos[k], "http"))
-                sp->protocols |= SL_PROTO_HTTP;
-            else if (!strcmp(protos[k], "https"))
-                sp->protocols |= SL_PROTO_HTTPS;
-        }
-        free(protos);
-        if (np && !sp->protocols) {
-            /* grpc/tcp/tls routes cannot match HTTP/1.1 requests: skip them. */
-            SL_WARN("routes[%zu]: protocols %s are not served by this data plane; route "
-                    "ignored",
-                    i, "other than http/https");
-            free(r->id);
-            free(r->name);
-            memset(r, 0, sizeof(*r));
+        sl_route_spec_t *sp = &g->specs[g->nroutes];
+        g->route_of_table[i] = -1;
+        if (i < pn && json_array_get(prev->routes_table, i) == json_array_get(routes, i)) {
+            ssize_t j = prev->route_of_table[i];
+            if (j < 0)
+                continue; /* not served then, not served now */
+            *r = prev->routes[j];
+            spec_copy(sp, &prev->specs[j]);
+        } else if (!compile_route(g, routes, i, r, sp, errs)) {
+            spec_dispose(sp);
+            memset(sp, 0, sizeof(*sp));
             continue;
         }
-        r->protocols = sp->protocols;
-        sp->hosts = str_array(&e, "hosts", &sp->nhosts);
-        sp->paths = str_array(&e, "paths", &sp->npaths);
-        sp->methods = str_array(&e, "methods", &sp->nmethods);
-        route_headers(&e, sp);
-        sp->regex_priority = int_field(&e, "regex_priority", 0, INT64_MIN, INT64_MAX);
         sp->data = r;
-        route_of[nspecs] = i;
-        nspecs++;
+        g->route_of_table[i] = (ssize_t)g->nroutes;
+        table_of_spec[g->nroutes] = i;
         g->nroutes++;
     }
 
     if (errs->n == before) {
         char err[512];
-        if (sl_router_new(specs, nspecs, &g->router, err, sizeof(err)) != SL_OK) {
-            add_router_error(errs, err, route_of, nspecs);
+        if (sl_router_new(g->specs, g->nroutes, &g->router, err, sizeof(err)) != SL_OK) {
+            add_router_error(errs, err, table_of_spec, g->nroutes);
             rc = SL_ERR_INVALID;
         }
     }
-    for (size_t i = 0; i < nspecs; i++) {
-        free(specs[i].hosts);
-        free(specs[i].paths);
-        free(specs[i].methods);
-        for (size_t k = 0; k < specs[i].nheaders; k++)
-            free((void *)specs[i].headers[k].values);
-        free((void *)specs[i].headers);
-    }
-    free(route_of);
-    free(specs);
+    free(table_of_spec);
     return rc;
 }
 
@@ -767,7 +817,7 @@ int sl_gen_build_from(json_t *doc, uint64_t version, const char *hash, const sl_
     build_base(g, doc, prev, errs);
     uint64_t t1 = sl_now_us();
     if (errs->n == before)
-        build_routes(g, doc, errs);
+        build_routes(g, doc, prev, errs);
     uint64_t t2 = sl_now_us();
     SL_DEBUG("generation %llu built: services and upstreams %.1f ms%s, routes and router %.1f ms",
              (unsigned long long)version, (t1 - t0) / 1e3,
@@ -804,10 +854,11 @@ static void gen_free(sl_gen_t *g)
 {
     if (g->router)
         sl_router_free(g->router);
-    for (size_t i = 0; i < g->nroutes; i++) {
-        free(g->routes[i].id);
-        free(g->routes[i].name);
-    }
+    for (size_t i = 0; g->specs && i < g->nroutes; i++)
+        spec_dispose(&g->specs[i]);
+    free(g->specs);
+    free(g->route_of_table);
+    json_decref(g->routes_table);
     free(g->routes);
     base_unref(g->base);
     if (g->doc)

@@ -56,7 +56,7 @@ typedef struct sl_service_s {
 } sl_service_t;
 
 typedef struct sl_route_s {
-    char *id, *name;             /* owned; name may be NULL */
+    const char *id, *name;       /* borrowed from the generation's document; name may be NULL */
     const char *label;           /* borrowed: name, or id when unnamed (metrics, logs) */
     uint64_t label_key;          /* hash of label, for per-worker metric slots */
     const sl_service_t *service; /* borrowed; NULL: the route has no service (503) */
@@ -87,6 +87,13 @@ typedef struct sl_gen_s {
      * the same parsed objects (hybrid mode keeps an unchanged entity's
      * object), so a change to routes alone does not build services again. */
     struct sl_gen_base_s *base;
+    /* The routes as compiled for the router (owned, one per served route,
+     * kept so that the next generation can copy an unchanged route's), the
+     * routes table they came from (a reference) and, per table index, the
+     * route built from it (-1: not served). */
+    sl_route_spec_t *specs;
+    json_t *routes_table;
+    ssize_t *route_of_table;
 } sl_gen_t;
 
 /*

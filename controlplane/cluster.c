@@ -275,7 +275,7 @@ static Sluice__Cluster__Snapshot *snapshot(sl_cluster_t *cl, uint64_t version)
     char hash[33];
     uint64_t v = 0;
     double t0 = now_s();
-    if (sl_store_walk_raw(cl->store, snap_entity, &cfg, &v, hash) != SL_OK) {
+    if (sl_store_walk_raw(cl->store, NULL, snap_entity, &cfg, &v, hash) != SL_OK) {
         free_entities(cfg.entities, cfg.n_entities);
         cl->snap_valid = false;
         SL_ERROR("cluster: cannot read the store for a snapshot: %s", sl_store_error(cl->store));
@@ -404,8 +404,6 @@ static int delta_frame(sl_cluster_t *cl, uint64_t from, uint64_t to, const char 
 static int collect_plugin(void *arg, const char *table, const char *id, const char *json,
                           size_t len)
 {
-    if (strcmp(table, "plugins") != 0)
-        return SL_OK;
     json_t *p = json_loadb(json, len, 0, NULL);
     const char *name = json_string_value(json_object_get(p, "name"));
     if (name && !json_is_false(json_object_get(p, "enabled")))
@@ -422,7 +420,7 @@ static json_t *plugins_used(sl_cluster_t *cl, uint64_t version)
     json_t *used = json_object();
     uint64_t v;
     char hash[33];
-    if (sl_store_walk_raw(cl->store, collect_plugin, used, &v, hash) != SL_OK) {
+    if (sl_store_walk_raw(cl->store, "plugins", collect_plugin, used, &v, hash) != SL_OK) {
         json_decref(used);
         return NULL;
     }

@@ -1686,8 +1686,8 @@ uint64_t sl_store_version(sl_store_t *s)
 /* ------------------------------------------------------------------------ */
 /* Snapshots                                                                 */
 
-int sl_store_walk_raw(sl_store_t *s, sl_store_raw_cb cb, void *arg, uint64_t *version,
-                      char hash[33])
+int sl_store_walk_raw(sl_store_t *s, const char *only, sl_store_raw_cb cb, void *arg,
+                      uint64_t *version, char hash[33])
 {
     sl_txn_t *t;
     int rc = sl_store_begin(s, false, &t);
@@ -1697,6 +1697,8 @@ int sl_store_walk_raw(sl_store_t *s, sl_store_raw_cb cb, void *arg, uint64_t *ve
     sl_cfghash_hex(&t->hash, hash);
     char id[ID_MAX + 1];
     for (size_t i = 0; i < s->nents && rc == SL_OK; i++) {
+        if (only && strcmp(only, s->ents[i].schema->name) != 0)
+            continue;
         MDB_cursor *c;
         int mrc = mdb_cursor_open(t->txn, s->ents[i].dbi, &c);
         MDB_val k, v;
@@ -1733,7 +1735,18 @@ int sl_store_hash_at(sl_store_t *s, uint64_t version, char hash[33])
         put_be64(key, version);
         MDB_val k = {8, key}, v;
         rc = SL_ERR_NOT_FOUND;
-        if (version < t->version && mdb_get(t->txn, s->changes, &k, &v) == 0) {
+        /* write_version puts the hash last: read it from the record's tail
+         * rather than parse a record that may name every entity. */
+        static const char tail[] = "\"hash\":\"";
+        const size_t tl = sizeof(tail) - 1;
+        if (version < t->version && mdb_get(t->txn, s->changes, &k, &v) == 0 &&
+            v.mv_size >= tl + 34 &&
+            !memcmp((const char *)v.mv_data + v.mv_size - tl - 34, tail, tl) &&
+            !memcmp((const char *)v.mv_data + v.mv_size - 2, "\"}", 2)) {
+            memcpy(hash, (const char *)v.mv_data + v.mv_size - 34, 32);
+            hash[32] = '\0';
+            rc = SL_OK;
+        } else if (version < t->version && mdb_get(t->txn, s->changes, &k, &v) == 0) {
             json_t *rec = parse_value(&v);
             const char *h = json_string_value(json_object_get(rec, "hash"));
             if (h && strlen(h) == 32) {

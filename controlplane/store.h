@@ -153,14 +153,14 @@ void sl_txn_hash(sl_txn_t *t, char out[33]);
  * version; the cluster server uses it to push deltas. One hook per store. */
 void sl_store_on_commit(sl_store_t *s, void (*cb)(void *arg, uint64_t version), void *arg);
 
-/* Calls cb for every stored entity with its stored JSON text (not
- * NUL-terminated), all within one read transaction, and gives the version
- * and hash of what was walked. cb returns SL_OK to go on; anything else
+/* Calls cb for every stored entity (of table `only`, when not NULL) with its
+ * stored JSON text (not NUL-terminated), all within one read transaction,
+ * and gives the version and hash of what was walked. cb returns SL_OK to go on; anything else
  * stops the walk and is returned. */
 typedef int (*sl_store_raw_cb)(void *arg, const char *table, const char *id, const char *json,
                                size_t len);
-int sl_store_walk_raw(sl_store_t *s, sl_store_raw_cb cb, void *arg, uint64_t *version,
-                      char hash[33]);
+int sl_store_walk_raw(sl_store_t *s, const char *only, sl_store_raw_cb cb, void *arg,
+                      uint64_t *version, char hash[33]);
 
 /* The configuration hash right after `version` was committed (from its
  * change record, or the current hash); SL_ERR_NOT_FOUND when that version's

@@ -35,6 +35,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
 #define PERSIST_DELAY_MS 1000
+#define PERSIST_MAX_MS 5000
 
 static struct {
     const sl_dp_conf_t *conf;
@@ -52,6 +53,7 @@ static struct {
     bool welcomed;
     unsigned failures;
     struct event *retry, *ping, *persist;
+    uint64_t persist_first_ms; /* when the pending write was first asked for */
     uint64_t ping_ms;
 
     bool started;
@@ -276,6 +278,7 @@ static void persist_path(char *out, size_t n)
 
 static void persist_now(void)
 {
+    uint64_t t0 = sl_now_us();
     Sluice__Config__Config cfg = SLUICE__CONFIG__CONFIG__INIT;
     size_t n = json_object_size(S.entities), k = 0;
     Sluice__Config__Entity *es = sl_xcalloc(n + 1, sizeof(*es));
@@ -312,7 +315,8 @@ static void persist_now(void)
     if (sl_write_file_atomic(path, (const char *)buf, len) != SL_OK)
         SL_ERROR("cluster: cannot write %s: %s", path, strerror(errno));
     else
-        SL_DEBUG("cluster: persisted version %llu (%zu bytes)", (unsigned long long)S.version, len);
+        SL_DEBUG("cluster: persisted version %llu (%zu bytes) in %.1f ms",
+                 (unsigned long long)S.version, len, (sl_now_us() - t0) / 1e3);
     free(buf);
     free(s.config_zstd.data);
     free(es);
@@ -324,11 +328,17 @@ static void on_persist(evutil_socket_t fd, short what, void *arg)
     persist_now();
 }
 
+/* Persists once changes pause for PERSIST_DELAY_MS, and at least every
+ * PERSIST_MAX_MS while they keep coming: a burst costs one write. */
 static void schedule_persist(void)
 {
-    struct timeval tv = {PERSIST_DELAY_MS / 1000, (PERSIST_DELAY_MS % 1000) * 1000};
+    uint64_t now = sl_now_ms();
     if (!evtimer_pending(S.persist, NULL))
-        evtimer_add(S.persist, &tv);
+        S.persist_first_ms = now;
+    else if (now - S.persist_first_ms >= PERSIST_MAX_MS)
+        return; /* overdue: let the armed timer fire */
+    struct timeval tv = {PERSIST_DELAY_MS / 1000, (PERSIST_DELAY_MS % 1000) * 1000};
+    evtimer_add(S.persist, &tv);
 }
 
 int sl_dp_cluster_load_persisted(const sl_dp_conf_t *conf)

@@ -20,6 +20,7 @@
  * The fuzz build links the data plane and common libraries only, so the
  * decoder is compiled into this file.
  */
+#include "fuzz_check.h"
 #include "../../controlplane/admin_body.c"
 
 #include "entities.h"
@@ -29,14 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

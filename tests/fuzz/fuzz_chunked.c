@@ -12,20 +12,13 @@
  *   - errors are 400 or 413 with a message, and a failed or finished decoder
  *     stays so.
  */
+#include "fuzz_check.h"
 #include "h1_parser.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define SENTINEL ((size_t)0x5eed)
 

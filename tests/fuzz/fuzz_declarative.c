@@ -16,6 +16,7 @@
  *     which a declarative file may be), loads again to the same document but
  *     for the "updated_at" stamps.
  */
+#include "fuzz_check.h"
 #include "declarative.h"
 
 #include <stdbool.h>
@@ -23,14 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* A value *out can never hold, to see that errors leave it untouched. */
 #define SENTINEL ((json_t *)(uintptr_t)0x5eed)

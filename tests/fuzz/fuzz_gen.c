@@ -34,6 +34,7 @@
  *     header conditions, the request is sure to match it, so some route
  *     (it or one that outranks it) must be found.
  */
+#include "fuzz_check.h"
 #include "gen.h"
 #include "log.h"
 
@@ -43,14 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* A value *out can never hold, to see that errors leave it untouched. */
 #define SENTINEL ((sl_gen_t *)(uintptr_t)0x5eed)

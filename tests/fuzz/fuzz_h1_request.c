@@ -14,20 +14,13 @@
  *   - a normalised path is no longer than its input and normalising it again
  *     changes nothing.
  */
+#include "fuzz_check.h"
 #include "h1_parser.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define SENTINEL ((size_t)0x5eed)
 

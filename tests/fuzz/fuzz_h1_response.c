@@ -9,20 +9,13 @@
  *     SL_AGAIN;
  *   - on error: status 502 and a JSON-safe message; outputs untouched.
  */
+#include "fuzz_check.h"
 #include "h1_parser.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define SENTINEL ((size_t)0x5eed)
 

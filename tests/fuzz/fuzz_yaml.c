@@ -11,20 +11,13 @@
  *     up to 100000 values);
  *   - on error: exactly one non-empty message, and *out untouched.
  */
+#include "fuzz_check.h"
 #include "yaml_json.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define SENTINEL ((json_t *)(uintptr_t)0x5eed)
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from cp.conftest import CP_BIN, ControlPlane  # noqa: F401 (also used by tests)
+from cp.conftest import CP_BIN, cp_factory  # noqa: F401 (cp_factory: a fixture used here)
 
 
 @pytest.fixture(scope="session")
@@ -37,26 +37,14 @@ def cluster_env(cert, extra=None):
 
 
 @pytest.fixture
-def hybrid_cp(tmp_path, cluster_cert):
-    """Starts control planes with the cluster listener on; stops them at teardown."""
-    made = []
+def hybrid_cp(cp_factory, cluster_cert):
+    """Starts control planes with the cluster listener on (stopped at teardown
+    by cp_factory)."""
 
     def make(prefix=None, env=None):
-        c = ControlPlane(prefix or tmp_path / ("cp%d" % len(made)),
-                         cluster_env(cluster_cert, env))
-        made.append(c)
-        c.start()
-        return c
+        return cp_factory(env=cluster_env(cluster_cert, env), prefix=prefix)
 
-    yield make
-    errors = []
-    for c in made:
-        try:
-            c.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("\n".join(errors), pytrace=False)
+    return make
 
 
 def cluster_addr(cp):

@@ -75,4 +75,9 @@ int sl_write_file_atomic(const char *path, const void *data, size_t len);
 /* Reads a whole file (bounded by max). Caller frees *out. */
 int sl_read_file(const char *path, size_t max, char **out, size_t *len);
 
+/* The length of the valid UTF-8 sequence starting at s (at most n bytes),
+ * or 0 when it is not one: overlong forms, surrogates and values above
+ * U+10FFFF are refused, as jansson refuses them. */
+size_t sl_utf8_len(const unsigned char *s, size_t n);
+
 #endif

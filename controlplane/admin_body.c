@@ -45,34 +45,13 @@ char *sl_admin_url_decode(const char *s, size_t len, bool plus_space)
 static bool utf8_valid(const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
-    while (*s) {
-        unsigned c = *s, cp;
-        size_t len;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
+    size_t n = strlen(str);
+    while (n > 0) {
+        size_t l = sl_utf8_len(s, n);
+        if (l == 0)
             return false;
-        }
-        for (size_t i = 1; i < len; i++) {
-            if ((s[i] & 0xC0) != 0x80) /* also stops at the terminating NUL */
-                return false;
-            cp = (cp << 6) | (s[i] & 0x3F);
-        }
-        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (len == 3 && cp < 0x800) ||
-            (len == 4 && cp < 0x10000))
-            return false;
-        s += len;
+        s += l;
+        n -= l;
     }
     return true;
 }

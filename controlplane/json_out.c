@@ -11,47 +11,13 @@
  * which the parsers bound.
  */
 #include "json_out.h"
+#include "util.h"
 
 #include "errors.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-/* The length of the valid UTF-8 sequence starting at s (at most n bytes), or
- * 0 when it is not one (overlong forms, surrogates and values above U+10FFFF
- * included, as jansson's utf8_check_full decides). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (len == 3 && cp < 0x800) ||
-        (len == 4 && cp < 0x10000))
-        return 0;
-    return len;
-}
 
 static int add_string(sl_sb_t *b, const char *str, size_t n)
 {
@@ -66,7 +32,7 @@ static int add_string(sl_sb_t *b, const char *str, size_t n)
             continue;
         }
         if (c >= 0x80) {
-            size_t l = utf8_len(s + i, n - i);
+            size_t l = sl_utf8_len(s + i, n - i);
             if (l == 0)
                 return SL_ERR_INVALID;
             i += l;

@@ -1204,6 +1204,56 @@ static void test_change_records(void **state)
     assert_null(arr);
 }
 
+/* sl_store_hash_at: the hash each version had, read back from its change
+ * record (the cluster server checks a reconnecting data plane's pair with
+ * it); the current and the empty version; pruned and future versions. */
+static void test_hash_at(void **state)
+{
+    struct fx *f = *state;
+    char id[37], now[33], at[33], seen[6][33];
+    sl_store_close(f->s);
+    f->s = open_store(f->dir, MAP_DEFAULT, 3);
+    assert_int_equal(sl_store_hash_at(f->s, 0, at), SL_OK);
+    assert_string_equal(at, "00000000000000000000000000000000");
+    for (unsigned i = 1; i <= 5; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "h%u", i);
+        assert_int_equal(put1(f->s, "services", service(mkid(i, id), name)), SL_OK);
+        sl_txn_t *t = rbegin(f->s);
+        sl_txn_hash(t, seen[i]);
+        sl_txn_abort(t);
+        content_hash(f->s, now);
+        assert_string_equal(seen[i], now);
+    }
+    /* A record that names many entities still gives its hash. */
+    sl_txn_t *t = wbegin(f->s);
+    const char *field = NULL;
+    for (unsigned i = 100; i < 400; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "bulk%u", i);
+        assert_int_equal(tput(t, "services", service(mkid(i, id), name), &field), SL_OK);
+    }
+    assert_int_equal(sl_txn_commit(t), SL_OK);
+    assert_int_equal(put1(f->s, "services", service(mkid(500, id), "last")), SL_OK);
+    assert_int_equal(version_of(f->s), 7);
+    content_hash(f->s, now);
+    assert_int_equal(sl_store_hash_at(f->s, 7, at), SL_OK);
+    assert_string_equal(at, now);
+    assert_int_equal(sl_store_hash_at(f->s, 5, at), SL_OK);
+    assert_string_equal(at, seen[5]);
+    assert_int_equal(sl_store_hash_at(f->s, 6, at), SL_OK);
+    assert_string_not_equal(at, seen[5]);
+    assert_string_not_equal(at, now);
+    /* Kept depth 3: version 4's record is gone; 8 has not happened. */
+    assert_int_equal(sl_store_hash_at(f->s, 4, at), SL_ERR_NOT_FOUND);
+    assert_int_equal(sl_store_hash_at(f->s, 8, at), SL_ERR_NOT_FOUND);
+    /* Reopening keeps the hash (meta "hash" agrees with the content). */
+    sl_store_close(f->s);
+    f->s = open_store(f->dir, MAP_DEFAULT, 3);
+    assert_int_equal(sl_store_hash_at(f->s, 7, at), SL_OK);
+    assert_string_equal(at, now);
+}
+
 static void test_change_pruning(void **state)
 {
     struct fx *f = *state;
@@ -1418,6 +1468,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_pruning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),

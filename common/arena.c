@@ -9,8 +9,14 @@
 
 void sl_arena_init(sl_arena_t *a)
 {
+    sl_arena_init_sized(a, 0);
+}
+
+void sl_arena_init_sized(sl_arena_t *a, size_t block)
+{
     a->head = NULL;
     a->cur = a->end = NULL;
+    a->block = block;
 }
 
 void sl_arena_dispose(sl_arena_t *a)
@@ -21,7 +27,7 @@ void sl_arena_dispose(sl_arena_t *a)
         free(b);
         b = next;
     }
-    sl_arena_init(a);
+    sl_arena_init_sized(a, a->block);
 }
 
 void sl_arena_reset(sl_arena_t *a)
@@ -44,7 +50,8 @@ void *sl_arena_alloc(sl_arena_t *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     if ((size_t)(a->end - a->cur) < n || !a->cur) {
-        size_t size = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        size_t block = a->block ? a->block : ARENA_BLOCK;
+        size_t size = n > block ? n : block;
         sl_arena_block_t *b = sl_xmalloc(sizeof(*b) + size);
         b->size = size;
         b->used = 0;
@@ -64,4 +71,24 @@ char *sl_arena_strndup(sl_arena_t *a, const char *s, size_t n)
     memcpy(p, s, n);
     p[n] = '\0';
     return p;
+}
+
+char *sl_arena_strdup(sl_arena_t *a, const char *s)
+{
+    return sl_arena_strndup(a, s, strlen(s));
+}
+
+void *sl_arena_zalloc(sl_arena_t *a, size_t n)
+{
+    void *p = sl_arena_alloc(a, n);
+    memset(p, 0, n);
+    return p;
+}
+
+void *sl_arena_grow(sl_arena_t *a, const void *p, size_t used, size_t n)
+{
+    void *q = sl_arena_alloc(a, n);
+    if (used)
+        memcpy(q, p, used);
+    return q;
 }

@@ -22,6 +22,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -36,6 +37,8 @@
 #define BACKOFF_MAX_MS 10000
 #define PERSIST_DELAY_MS 1000
 #define PERSIST_MAX_MS 5000
+#define SNAPSHOT_THREADS 4       /* at most, and no more than the CPUs */
+#define SNAPSHOT_THREAD_MIN 2048 /* entities below which one thread parses */
 
 static struct {
     const sl_dp_conf_t *conf;
@@ -141,26 +144,82 @@ static int publish(json_t *map, uint64_t version, const sl_cfghash_t *hash, char
     return SL_OK;
 }
 
-/* A map from a Config; NULL with err when an entity is unusable. */
+/* A share of a snapshot's entities, parsed on its own thread: entries[i]
+ * for from <= i < to (NULL: unusable) and the XOR of their hashes. */
+struct parse_share {
+    const Sluice__Config__Config *cfg;
+    json_t **entries;
+    size_t from, to;
+    sl_cfghash_t hash;
+    pthread_t thread;
+    bool started;
+};
+
+static void *parse_share(void *arg)
+{
+    struct parse_share *p = arg;
+    memset(&p->hash, 0, sizeof(p->hash));
+    for (size_t i = p->from; i < p->to; i++) {
+        const Sluice__Config__Entity *x = p->cfg->entities[i];
+        json_t *e =
+            known_table(x->table) ? entry(x->table, x->id, x->json.data, x->json.len) : NULL;
+        p->entries[i] = e;
+        if (e)
+            toggle(&p->hash, e);
+    }
+    return NULL;
+}
+
+/* A map from a Config; NULL with err when an entity is unusable. Parsing is
+ * most of a snapshot's cost, so a large one is parsed on up to
+ * SNAPSHOT_THREADS threads (the hash is an XOR, so shares combine in any
+ * order); the map is then filled in the snapshot's order. */
 static json_t *map_of(const Sluice__Config__Config *cfg, sl_cfghash_t *hash, char *err,
                       size_t errlen)
 {
-    json_t *map = json_object();
+    size_t n = cfg->n_entities;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t k = n < SNAPSHOT_THREAD_MIN ? 1 : (size_t)SL_MAX(1, SL_MIN(cpus, SNAPSHOT_THREADS));
+    struct parse_share shares[SNAPSHOT_THREADS];
+    json_t **entries = sl_xcalloc(n ? n : 1, sizeof(*entries));
+    for (size_t t = 0; t < k; t++) {
+        shares[t] = (struct parse_share){
+            .cfg = cfg, .entries = entries, .from = n * t / k, .to = n * (t + 1) / k};
+        /* The first share is this thread's; a thread that cannot start
+         * leaves its share to this thread too. */
+        if (t > 0)
+            shares[t].started =
+                pthread_create(&shares[t].thread, NULL, parse_share, &shares[t]) == 0;
+    }
+    parse_share(&shares[0]);
     memset(hash, 0, sizeof(*hash));
-    for (size_t i = 0; i < cfg->n_entities; i++) {
-        const Sluice__Config__Entity *x = cfg->entities[i];
-        json_t *e =
-            known_table(x->table) ? entry(x->table, x->id, x->json.data, x->json.len) : NULL;
-        if (!e) {
-            snprintf(err, errlen, "entity %zu (%.40s %.40s) is not a valid entity", i, x->table,
-                     x->id);
-            json_decref(map);
-            return NULL;
+    for (size_t t = 0; t < k; t++) {
+        if (t > 0 && shares[t].started)
+            pthread_join(shares[t].thread, NULL);
+        else if (t > 0)
+            parse_share(&shares[t]);
+        for (size_t b = 0; b < SL_CFGHASH_LEN; b++)
+            hash->b[b] ^= shares[t].hash.b[b];
+    }
+    json_t *map = json_object();
+    size_t bad = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!entries[i]) {
+            bad = SL_MIN(bad, i);
+            continue;
         }
+        const Sluice__Config__Entity *x = cfg->entities[i];
         char *key = sl_xasprintf("%s/%s", x->table, x->id);
-        json_object_set_new(map, key, e);
+        json_object_set_new(map, key, entries[i]);
         free(key);
-        toggle(hash, e);
+    }
+    free(entries);
+    if (bad < n) {
+        const Sluice__Config__Entity *x = cfg->entities[bad];
+        snprintf(err, errlen, "entity %zu (%.40s %.40s) is not a valid entity", bad, x->table,
+                 x->id);
+        json_decref(map);
+        return NULL;
     }
     return map;
 }

@@ -623,9 +623,49 @@ static bool compile_route(sl_gen_t *g, json_t *routes, size_t i, sl_route_t *r, 
     return true;
 }
 
-/* Builds the routes and the router. A route whose object is the one prev
- * compiled at the same table index (and prev shares this generation's
- * services) is copied from prev rather than read again. */
+/* Where each object of the previous routes table was, by address: built the
+ * first time a route is not where it was (a delete shifts the rest). */
+struct ptr_map {
+    struct ptr_slot {
+        const json_t *obj;
+        size_t at;
+    } * slots;
+    size_t mask;
+};
+
+static size_t ptr_slot(const struct ptr_map *m, const json_t *obj)
+{
+    uint64_t h = (uint64_t)(uintptr_t)obj * 0x9E3779B97F4A7C15u;
+    size_t i = (size_t)(h >> 20) & m->mask;
+    while (m->slots[i].obj && m->slots[i].obj != obj)
+        i = (i + 1) & m->mask;
+    return i;
+}
+
+/* The previous table's index of obj (looked for at i first), or -1. */
+static ssize_t prev_index_of(struct ptr_map *m, json_t *prev_table, const json_t *obj, size_t i)
+{
+    size_t pn = json_array_size(prev_table);
+    if (i < pn && json_array_get(prev_table, i) == obj)
+        return (ssize_t)i;
+    if (!m->slots) {
+        size_t cap = 16;
+        while (cap < pn * 2)
+            cap *= 2;
+        m->slots = sl_xcalloc(cap, sizeof(*m->slots));
+        m->mask = cap - 1;
+        for (size_t k = 0; k < pn; k++) {
+            const json_t *o = json_array_get(prev_table, k);
+            m->slots[ptr_slot(m, o)] = (struct ptr_slot){o, k};
+        }
+    }
+    size_t at = ptr_slot(m, obj);
+    return m->slots[at].obj ? (ssize_t)m->slots[at].at : -1;
+}
+
+/* Builds the routes and the router. A route whose object prev compiled
+ * (and prev shares this generation's services) is copied from prev rather
+ * than read again. */
 static int build_routes(sl_gen_t *g, json_t *doc, const sl_gen_t *prev, sl_errors_t *errs)
 {
     size_t before = errs->n;
@@ -637,15 +677,17 @@ static int build_routes(sl_gen_t *g, json_t *doc, const sl_gen_t *prev, sl_error
     g->routes_table = json_incref(routes);
     size_t *table_of_spec = sl_xcalloc(n ? n : 1, sizeof(size_t));
     bool reuse = prev && prev->base == g->base && prev->routes_table && prev->route_of_table;
-    size_t pn = reuse ? json_array_size(prev->routes_table) : 0;
+    struct ptr_map pm = {0};
     int rc = SL_OK;
 
     for (size_t i = 0; i < n; i++) {
         sl_route_t *r = &g->routes[g->nroutes];
         sl_route_spec_t *sp = &g->specs[g->nroutes];
         g->route_of_table[i] = -1;
-        if (i < pn && json_array_get(prev->routes_table, i) == json_array_get(routes, i)) {
-            ssize_t j = prev->route_of_table[i];
+        ssize_t pi =
+            reuse ? prev_index_of(&pm, prev->routes_table, json_array_get(routes, i), i) : -1;
+        if (pi >= 0) {
+            ssize_t j = prev->route_of_table[pi];
             if (j < 0)
                 continue; /* not served then, not served now */
             *r = prev->routes[j];
@@ -669,6 +711,7 @@ static int build_routes(sl_gen_t *g, json_t *doc, const sl_gen_t *prev, sl_error
         }
     }
     free(table_of_spec);
+    free(pm.slots);
     return rc;
 }
 

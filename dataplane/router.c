@@ -41,6 +41,7 @@
  */
 #include "router.h"
 
+#include "arena.h"
 #include "util.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -69,15 +70,17 @@ enum host_kind {
     HOST_RIGHT_WILD = 2, /* "example.*": key is "example" */
 };
 
+/* Every string and array of a router lives in its arena and goes with it;
+ * only the compiled regexes are freed one by one. */
 struct header_value {
-    char *value; /* owned; plain values only */
+    char *value; /* plain values only */
     size_t len;
     pcre2_code *re; /* owned; "~*re" values, case-insensitive, unanchored */
 };
 
 struct header_cond {
-    char *name;                  /* owned, lowercase */
-    struct header_value *values; /* owned */
+    char *name; /* lowercase */
+    struct header_value *values;
     size_t nvalues;
 };
 
@@ -85,10 +88,10 @@ struct header_cond {
 struct route {
     void *data; /* borrowed: the caller's route object */
     unsigned protocols;
-    char **methods; /* owned */
+    char **methods;
     size_t *method_lens;
     size_t nmethods;
-    struct header_cond *headers; /* owned */
+    struct header_cond *headers;
     size_t nheaders;
 };
 
@@ -99,20 +102,20 @@ struct matcher {
     int64_t regex_priority; /* tie-break for regex_priority out of the 32 bits */
     size_t spec_index;
     size_t path_index;
-    char *path; /* owned, as configured ("/api", "~/re"); NULL without paths */
+    char *path; /* as configured ("/api", "~/re"); NULL without paths */
     size_t path_len;
     pcre2_code *re;     /* owned, when path is a regex */
-    char **group_names; /* owned, [group] -> name or NULL; ngroups + 1 slots */
+    char **group_names; /* [group] -> name or NULL; ngroups + 1 slots */
     uint32_t ngroups;
 };
 
 /* A radix tree node: the edge label leading to it and the matchers whose
  * literal prefix ends exactly here, sorted by rank. */
 struct rnode {
-    char *label; /* owned */
+    const char *label;
     size_t len;
-    struct rnode **kids;   /* owned, sorted by first label byte */
-    unsigned char *firsts; /* owned: kids[i]->label[0], scanned without chasing pointers */
+    struct rnode **kids;   /* sorted by first label byte */
+    unsigned char *firsts; /* kids[i]->label[0], scanned without chasing pointers */
     size_t nkids, capkids;
     uint32_t *ms; /* ranks */
     size_t nms, capms;
@@ -120,7 +123,7 @@ struct rnode {
 };
 
 struct host_slot {
-    char *host; /* owned, lowercase; NULL for an empty slot */
+    char *host; /* lowercase; NULL for an empty slot */
     size_t len;
     uint64_t hash;
     unsigned kind;
@@ -142,6 +145,7 @@ struct sl_router_s {
     bool has_wild[2];       /* any leftmost, rightmost wildcard */
     uint32_t wild_min_rank; /* best rank filed under any wildcard host */
     pcre2_match_context *mctx;
+    sl_arena_t arena; /* owns the tree, the strings and the route arrays */
 };
 
 /* ---------------------------------------------------------------- priority */
@@ -211,26 +215,13 @@ static int cmp_matchers(const void *a, const void *b)
 
 /* ------------------------------------------------------------- radix tree */
 
-static struct rnode *rnode_new(const char *label, size_t len)
+static struct rnode *rnode_new(sl_arena_t *a, const char *label, size_t len)
 {
-    struct rnode *n = sl_xcalloc(1, sizeof(*n));
+    struct rnode *n = sl_arena_zalloc(a, sizeof(*n));
 
-    n->label = sl_xstrndup(label, len);
+    n->label = sl_arena_strndup(a, label, len);
     n->len = len;
     return n;
-}
-
-static void rnode_free(struct rnode *n)
-{
-    if (n == NULL)
-        return;
-    for (size_t i = 0; i < n->nkids; i++)
-        rnode_free(n->kids[i]);
-    free(n->kids);
-    free(n->firsts);
-    free(n->ms);
-    free(n->label);
-    free(n);
 }
 
 /* Returns the position of the kid whose label starts with c, or where it
@@ -256,12 +247,13 @@ static size_t rnode_find(const struct rnode *n, unsigned char c, bool *found)
     return lo;
 }
 
-static void rnode_add_kid(struct rnode *n, size_t at, struct rnode *kid)
+static void rnode_add_kid(sl_arena_t *a, struct rnode *n, size_t at, struct rnode *kid)
 {
     if (n->nkids == n->capkids) {
         n->capkids = n->capkids ? n->capkids * 2 : 2;
-        n->kids = sl_xrealloc(n->kids, n->capkids * sizeof(*n->kids));
-        n->firsts = sl_xrealloc(n->firsts, n->capkids);
+        n->kids =
+            sl_arena_grow(a, n->kids, n->nkids * sizeof(*n->kids), n->capkids * sizeof(*n->kids));
+        n->firsts = sl_arena_grow(a, n->firsts, n->nkids, n->capkids);
     }
     memmove(&n->kids[at + 1], &n->kids[at], (n->nkids - at) * sizeof(*n->kids));
     memmove(&n->firsts[at + 1], &n->firsts[at], n->nkids - at);
@@ -273,7 +265,8 @@ static void rnode_add_kid(struct rnode *n, size_t at, struct rnode *kid)
 /* Files rank under key. Ranks arrive in increasing order, so each node's list
  * stays sorted; a matcher filed twice in one node (two hosts that fold to the
  * same key) is kept once. */
-static void rnode_insert(struct rnode *root, const char *key, size_t klen, uint32_t rank)
+static void rnode_insert(sl_arena_t *a, struct rnode *root, const char *key, size_t klen,
+                         uint32_t rank)
 {
     struct rnode *n = root;
     size_t pos = 0;
@@ -285,8 +278,8 @@ static void rnode_insert(struct rnode *root, const char *key, size_t klen, uint3
         size_t l = 0;
 
         if (!found) {
-            kid = rnode_new(key + pos, klen - pos);
-            rnode_add_kid(n, at, kid);
+            kid = rnode_new(a, key + pos, klen - pos);
+            rnode_add_kid(a, n, at, kid);
             n = kid;
             break;
         }
@@ -295,13 +288,11 @@ static void rnode_insert(struct rnode *root, const char *key, size_t klen, uint3
             l++;
         if (l < kid->len) {
             /* Split the edge: n -> mid(label[0..l)) -> kid(label[l..)). */
-            struct rnode *mid = rnode_new(kid->label, l);
-            char *rest = sl_xstrndup(kid->label + l, kid->len - l);
+            struct rnode *mid = rnode_new(a, kid->label, l);
 
-            free(kid->label);
-            kid->label = rest;
+            kid->label += l;
             kid->len -= l;
-            rnode_add_kid(mid, 0, kid);
+            rnode_add_kid(a, mid, 0, kid);
             n->kids[at] = mid;
             kid = mid;
         }
@@ -312,7 +303,7 @@ static void rnode_insert(struct rnode *root, const char *key, size_t klen, uint3
         return;
     if (n->nms == n->capms) {
         n->capms = n->capms ? n->capms * 2 : 2;
-        n->ms = sl_xrealloc(n->ms, n->capms * sizeof(*n->ms));
+        n->ms = sl_arena_grow(a, n->ms, n->nms * sizeof(*n->ms), n->capms * sizeof(*n->ms));
     }
     n->ms[n->nms++] = rank;
 }
@@ -411,12 +402,12 @@ static struct rnode *host_bucket(sl_router_t *r, unsigned kind, unsigned port, c
     for (i = hash & mask; r->slots[i].host != NULL; i = (i + 1) & mask)
         ;
     s = &r->slots[i];
-    s->host = sl_xstrndup(h, len);
+    s->host = sl_arena_strndup(&r->arena, h, len);
     s->len = len;
     s->hash = hash;
     s->kind = kind;
     s->port = port;
-    s->root = rnode_new("", 0);
+    s->root = rnode_new(&r->arena, "", 0);
     r->nused++;
     r->key_lens[kind][port != 0][len / 64] |= UINT64_C(1) << (len % 64);
     if (kind != HOST_EXACT)
@@ -498,31 +489,9 @@ static size_t regex_literal_prefix(const char *re, char *out)
 
 static void route_dispose(struct route *rt)
 {
-    for (size_t i = 0; i < rt->nmethods; i++)
-        free(rt->methods[i]);
-    free(rt->methods);
-    free(rt->method_lens);
-    for (size_t i = 0; i < rt->nheaders; i++) {
-        struct header_cond *h = &rt->headers[i];
-        for (size_t j = 0; j < h->nvalues; j++) {
-            free(h->values[j].value);
-            pcre2_code_free(h->values[j].re);
-        }
-        free(h->values);
-        free(h->name);
-    }
-    free(rt->headers);
-}
-
-static void matcher_dispose(struct matcher *m)
-{
-    free(m->path);
-    pcre2_code_free(m->re);
-    if (m->group_names != NULL) {
-        for (uint32_t g = 0; g <= m->ngroups; g++)
-            free(m->group_names[g]);
-        free(m->group_names);
-    }
+    for (size_t i = 0; i < rt->nheaders; i++)
+        for (size_t j = 0; j < rt->headers[i].nvalues; j++)
+            pcre2_code_free(rt->headers[i].values[j].re);
 }
 
 /* Compiles pattern; on failure writes "<what>: invalid regex '<shown>' : <why>
@@ -547,28 +516,28 @@ static pcre2_code *compile_regex(const char *pattern, uint32_t opts, size_t spec
     return re;
 }
 
-static int build_route(struct route *rt, const sl_route_spec_t *spec, size_t si, char *err,
-                       size_t errlen)
+static int build_route(sl_arena_t *a, struct route *rt, const sl_route_spec_t *spec, size_t si,
+                       char *err, size_t errlen)
 {
     rt->data = spec->data;
     rt->protocols = spec->protocols ? spec->protocols : (SL_PROTO_HTTP | SL_PROTO_HTTPS);
 
     if (spec->nmethods > 0) {
-        rt->methods = sl_xcalloc(spec->nmethods, sizeof(*rt->methods));
-        rt->method_lens = sl_xcalloc(spec->nmethods, sizeof(*rt->method_lens));
+        rt->methods = sl_arena_zalloc(a, spec->nmethods * sizeof(*rt->methods));
+        rt->method_lens = sl_arena_zalloc(a, spec->nmethods * sizeof(*rt->method_lens));
         for (size_t i = 0; i < spec->nmethods; i++) {
             if (spec->methods[i] == NULL || spec->methods[i][0] == '\0') {
                 snprintf(err, errlen, "spec %zu: methods[%zu]: must be a non-empty string", si, i);
                 return SL_ERR_INVALID;
             }
-            rt->methods[i] = sl_xstrdup(spec->methods[i]);
+            rt->methods[i] = sl_arena_strdup(a, spec->methods[i]);
             rt->method_lens[i] = strlen(spec->methods[i]);
             rt->nmethods++;
         }
     }
 
     if (spec->nheaders > 0)
-        rt->headers = sl_xcalloc(spec->nheaders, sizeof(*rt->headers));
+        rt->headers = sl_arena_zalloc(a, spec->nheaders * sizeof(*rt->headers));
     for (size_t i = 0; i < spec->nheaders; i++) {
         const sl_route_header_spec_t *hs = &spec->headers[i];
         struct header_cond *h = &rt->headers[i];
@@ -584,10 +553,10 @@ static int build_route(struct route *rt, const sl_route_spec_t *spec, size_t si,
                      hs->name);
             return SL_ERR_INVALID;
         }
-        h->name = sl_xstrdup(hs->name);
+        h->name = sl_arena_strdup(a, hs->name);
         for (char *c = h->name; *c; c++)
             *c = sl_lower(*c);
-        h->values = sl_xcalloc(hs->nvalues, sizeof(*h->values));
+        h->values = sl_arena_zalloc(a, hs->nvalues * sizeof(*h->values));
         for (size_t j = 0; j < hs->nvalues; j++) {
             const char *v = hs->values[j];
             char what[64];
@@ -604,7 +573,7 @@ static int build_route(struct route *rt, const sl_route_spec_t *spec, size_t si,
                 if (h->values[j].re == NULL)
                     return SL_ERR_INVALID;
             } else {
-                h->values[j].value = sl_xstrdup(v);
+                h->values[j].value = sl_arena_strdup(a, v);
                 h->values[j].len = strlen(v);
             }
         }
@@ -613,8 +582,9 @@ static int build_route(struct route *rt, const sl_route_spec_t *spec, size_t si,
 }
 
 /* Copies path pi of spec si into m and compiles it if it is a regex. */
-static int build_matcher(struct matcher *m, struct route *rt, const sl_route_spec_t *spec,
-                         size_t si, size_t pi, char *err, size_t errlen)
+static int build_matcher(sl_arena_t *a, struct matcher *m, struct route *rt,
+                         const sl_route_spec_t *spec, size_t si, size_t pi, char *err,
+                         size_t errlen)
 {
     const char *path = spec->npaths > 0 ? spec->paths[pi] : NULL;
 
@@ -629,7 +599,7 @@ static int build_matcher(struct matcher *m, struct route *rt, const sl_route_spe
     if (path == NULL)
         return SL_OK;
 
-    m->path = sl_xstrdup(path);
+    m->path = sl_arena_strdup(a, path);
     m->path_len = strlen(path);
     if (!is_regex_path(path))
         return SL_OK;
@@ -650,13 +620,13 @@ static int build_matcher(struct matcher *m, struct route *rt, const sl_route_spe
         return SL_OK;
     pcre2_pattern_info(m->re, PCRE2_INFO_NAMEENTRYSIZE, &entry);
     pcre2_pattern_info(m->re, PCRE2_INFO_NAMETABLE, &table);
-    m->group_names = sl_xcalloc((size_t)m->ngroups + 1, sizeof(*m->group_names));
+    m->group_names = sl_arena_zalloc(a, ((size_t)m->ngroups + 1) * sizeof(*m->group_names));
     for (uint32_t i = 0; i < count; i++) {
         PCRE2_SPTR e = table + (size_t)i * entry;
         uint32_t g = ((uint32_t)e[0] << 8) | e[1];
         /* With (?J) several groups may share a name; each keeps its own. */
         if (g <= m->ngroups && m->group_names[g] == NULL)
-            m->group_names[g] = sl_xstrdup((const char *)e + 2);
+            m->group_names[g] = sl_arena_strdup(a, (const char *)e + 2);
     }
     return SL_OK;
 }
@@ -672,12 +642,12 @@ static int file_matcher(sl_router_t *r, const sl_route_spec_t *spec, uint32_t ra
         key = m->path;
         klen = m->path_len;
     } else if (m->re != NULL) {
-        key = sl_xmalloc(m->path_len + 1);
+        key = sl_arena_alloc(&r->arena, m->path_len + 1);
         klen = regex_literal_prefix(m->path + 1, key);
     }
 
     if (spec->nhosts == 0)
-        rnode_insert(r->hostless, key ? key : "", klen, rank);
+        rnode_insert(&r->arena, r->hostless, key ? key : "", klen, rank);
 
     for (size_t i = 0; i < spec->nhosts; i++) {
         const char *h = spec->hosts[i];
@@ -713,15 +683,12 @@ static int file_matcher(sl_router_t *r, const sl_route_spec_t *spec, uint32_t ra
             key_host = left ? buf + 2 : buf;
             key_len = hlen - 2;
         }
-        rnode_insert(host_bucket(r, kind, port, key_host, key_len), key ? key : "", klen, rank);
+        rnode_insert(&r->arena, host_bucket(r, kind, port, key_host, key_len), key ? key : "", klen,
+                     rank);
     }
-    if (m->re != NULL)
-        free(key);
     return SL_OK;
 
 fail:
-    if (m->re != NULL)
-        free(key);
     return SL_ERR_INVALID;
 }
 
@@ -742,7 +709,10 @@ int sl_router_new(const sl_route_spec_t *specs, size_t n, sl_router_t **out, cha
         errlen = sizeof(sink);
     }
 
-    r->hostless = rnode_new("", 0);
+    /* Ten thousand routes take a few MiB: blocks of 64 KiB keep the
+     * allocations few, and freeing the router is freeing its blocks. */
+    sl_arena_init_sized(&r->arena, 64 * 1024);
+    r->hostless = rnode_new(&r->arena, "", 0);
     r->mctx = pcre2_match_context_create(NULL);
     if (r->mctx == NULL) {
         snprintf(err, errlen, "out of memory creating the regex match context");
@@ -759,19 +729,19 @@ int sl_router_new(const sl_route_spec_t *specs, size_t n, sl_router_t **out, cha
         goto fail;
     }
 
-    r->routes = sl_xcalloc(n, sizeof(*r->routes));
-    r->matchers = sl_xcalloc(total, sizeof(*r->matchers));
+    r->routes = sl_arena_zalloc(&r->arena, n * sizeof(*r->routes));
+    r->matchers = sl_arena_zalloc(&r->arena, total * sizeof(*r->matchers));
     for (size_t i = 0; i < n; i++) {
         const sl_route_spec_t *spec = &specs[i];
         size_t np = spec->npaths > 0 ? spec->npaths : 1;
 
         r->nroutes++;
-        rc = build_route(&r->routes[i], spec, i, err, errlen);
+        rc = build_route(&r->arena, &r->routes[i], spec, i, err, errlen);
         if (rc != SL_OK)
             goto fail;
         for (size_t p = 0; p < np; p++) {
-            rc =
-                build_matcher(&r->matchers[r->nmatchers++], &r->routes[i], spec, i, p, err, errlen);
+            rc = build_matcher(&r->arena, &r->matchers[r->nmatchers++], &r->routes[i], spec, i, p,
+                               err, errlen);
             if (rc != SL_OK)
                 goto fail;
         }
@@ -805,19 +775,13 @@ void sl_router_free(sl_router_t *r)
 {
     if (r == NULL)
         return;
-    for (size_t i = 0; i < r->nslots; i++) {
-        free(r->slots[i].host);
-        rnode_free(r->slots[i].root);
-    }
     free(r->slots);
-    rnode_free(r->hostless);
     for (size_t i = 0; i < r->nmatchers; i++)
-        matcher_dispose(&r->matchers[i]);
-    free(r->matchers);
+        pcre2_code_free(r->matchers[i].re);
     for (size_t i = 0; i < r->nroutes; i++)
         route_dispose(&r->routes[i]);
-    free(r->routes);
     pcre2_match_context_free(r->mctx);
+    sl_arena_dispose(&r->arena);
     free(r);
 }
 

@@ -132,13 +132,14 @@ class Cluster:
             return False
         return st != 404
 
-    def wait_all(self, path, timeout=30, host=None):
-        """Seconds until every data plane serves path (with a Host header)."""
+    def wait_all(self, path, timeout=30, host=None, gone=False):
+        """Seconds until every data plane serves path (with a Host header),
+        or with gone, until none does."""
         t0 = time.monotonic()
         pending = set(range(len(self.dps)))
         while pending:
             for i in list(pending):
-                if self.serving(i, path, host):
+                if self.serving(i, path, host) != gone:
                     pending.discard(i)
             if pending:
                 # Poll without taking a core from the processes measured.
@@ -210,11 +211,21 @@ def bench_large(cl, n, changes):
         applies += [x["last_apply_ms"] for x in st1]
     if os.environ.get("SYNC_BENCH_VERBOSE"):
         print("   latencies (ms):", " ".join("%.0f" % x for x in lat))
+    # deleting a route early in the table moves every later one
+    dels = []
+    for i in range(changes, changes + min(changes, 20)):
+        st, body = call(cl.ac, "DELETE", "/routes/route-%d" % i)
+        if st != 204:
+            raise RuntimeError("DELETE answered %d: %s" % (st, body[:200]))
+        dels.append(cl.wait_all("/r%d" % i, host="h%d.example.test" % (i % 997), gone=True)
+                    * 1000)
     rss = [dp.rss_kb() / 1024.0 for dp in cl.dps]
     print("   one-route change, %d changes: p50 %.1f ms  p99 %.1f ms  (goal p99 < 100 ms)"
           % (changes, pct(lat, 50), pct(lat, 99)))
     print("   of which each data plane's apply (delta + build + swap): p50 %.1f ms  p99 %.1f ms"
           % (pct(applies, 50), pct(applies, 99)))
+    print("   one-route delete, %d deletes: p50 %.1f ms  p99 %.1f ms"
+          % (len(dels), pct(dels, 50), pct(dels, 99)))
     print("   bytes received per data plane for one change: median %d B, max %d B"
           " (goal < 4 KB; includes pings in flight)" % (pct(sizes, 50), max(sizes)))
     print("   data plane RSS: median %.1f MB, max %.1f MB  (goal < 150 MB)"
@@ -247,7 +258,10 @@ def main():
             cl.stop()
         return 1
     cl.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    if os.environ.get("SYNC_BENCH_KEEP"):
+        print("   (logs kept in %s)" % root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -319,3 +319,31 @@ def test_route_and_service_changes_interleaved(hybrid_cp, hybrid_dp, upstream, u
     assert cp.patch("/routes/svc", {"paths": ["/svc"]}).status == 200
     wait_until(serves(dp, "/alias2", 404), what="route change after the service change")
     assert dp.get("/svc").header("x-upstream-name") == "up2"
+
+
+def test_routes_after_a_deleted_one_keep_their_settings(hybrid_cp, hybrid_dp, upstream,
+                                                        upstream2):
+    """A delete moves every later route in the data plane's table; the routes
+    it takes from the previous generation must still be the right ones."""
+    cp = hybrid_cp()
+    dp = hybrid_dp(cp)
+    assert cp.put("/services/a", {"url": upstream.url}).status in (200, 201)
+    assert cp.put("/services/b", {"url": upstream2.url}).status in (200, 201)
+    for i in range(6):
+        svc = "a" if i % 2 == 0 else "b"
+        r = cp.put("/services/%s/routes/k%d" % (svc, i),
+                   {"paths": ["/k%d" % i], "strip_path": i % 3 != 0})
+        assert r.status in (200, 201), r
+    wait_until(serves(dp, "/k5", 200), what="routes served")
+    for gone in (0, 3):
+        assert cp.delete("/routes/k%d" % gone).status == 204
+        wait_until(serves(dp, "/k%d" % gone, 404), what="delete served")
+        for i in range(6):
+            if i in (0, 3) and i <= gone:
+                assert dp.get("/k%d/x" % i).status == 404
+                continue
+            r = dp.get("/k%d/x" % i)
+            assert r.status == 200, (i, r)
+            assert r.header("x-upstream-name") == ("up1" if i % 2 == 0 else "up2"), i
+            want = "/x" if i % 3 != 0 else "/k%d/x" % i
+            assert json.loads(r.body)["path"] == want, i

@@ -22,7 +22,7 @@ LDFLAGS += $(SAN)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
-DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c)))
+DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c dataplane/plugins/*.c)))
 CP_SRC     := $(filter-out controlplane/main.c,$(sort $(wildcard controlplane/*.c)))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))

@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct sl_chain_s;       /* engine.c: a route's plugins in order */
+struct sl_gen_plugins_s; /* engine.c: a generation's consumers and plugins */
+
 typedef struct sl_target_s {
     char *host; /* owned */
     uint16_t port;
@@ -60,12 +63,31 @@ typedef struct sl_route_s {
     const char *label;           /* borrowed: name, or id when unnamed (metrics, logs) */
     uint64_t label_key;          /* hash of label, for per-worker metric slots */
     const sl_service_t *service; /* borrowed; NULL: the route has no service (503) */
+    const struct sl_chain_s *chain; /* borrowed from the generation: its plugins */
     bool strip_path;
     bool preserve_host;
     int path_handling; /* 0 = v0, 1 = v1 */
     int https_redirect_status_code;
     unsigned protocols;
 } sl_route_t;
+
+/* A consumer and its ACL groups (borrowed from the generation). */
+typedef struct sl_consumer_s {
+    const char *id;
+    const char *username;  /* may be NULL */
+    const char *custom_id; /* may be NULL */
+    const char **groups;   /* owned array of borrowed strings */
+    size_t ngroups;
+} sl_consumer_t;
+
+/* A credential row (keyauth_credentials, basicauth_credentials,
+ * jwt_secrets): its id, its consumer and the row itself, from which a plugin
+ * reads its own fields. */
+typedef struct sl_credential_s {
+    const char *id;
+    const sl_consumer_t *consumer;
+    const json_t *row;
+} sl_credential_t;
 
 typedef struct sl_gen_s {
     atomic_int refs;
@@ -94,6 +116,8 @@ typedef struct sl_gen_s {
     sl_route_spec_t *specs;
     json_t *routes_table;
     ssize_t *route_of_table;
+    /* Owned: consumers, credentials, plugin instances and chains (engine.c). */
+    struct sl_gen_plugins_s *plugins;
 } sl_gen_t;
 
 /*

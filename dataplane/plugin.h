@@ -1,0 +1,90 @@
+/*
+ * The data plane's plugin engine.
+ *
+ * A plugin is a descriptor (common/plugins.h: name, PRIORITY, VERSION,
+ * phases, config schema) and an implementation. Native implementations are
+ * sl_native_plugin_t tables, one per bundled plugin this data plane runs
+ * (sl_native_plugins); external plugins arrive through the plugin-server
+ * bridge with the same shape.
+ *
+ * A configuration generation holds every enabled plugin instance with its
+ * config read once by the implementation's configure(), and one chain per
+ * route: the plugins that can apply to it, ordered as Kong orders them
+ * (PRIORITY descending, then name descending), each with its best instance
+ * by route and service scope. Consumer-scoped instances are resolved while
+ * the access phase runs, at the moment each plugin is reached, so that a
+ * consumer authenticated by a higher-priority plugin selects them (Kong's
+ * precedence: route+service+consumer, route+consumer, service+consumer,
+ * route+service, consumer, route, service, global).
+ *
+ * Phases, as Kong: access (the collecting phase: the instance chosen for
+ * each plugin is remembered for the later phases), header_filter (before
+ * the response head goes out, also for responses a plugin produced), log
+ * (after the response was handed to the client; never delays it). A plugin
+ * that calls sl_pdk_response_exit in access ends the phase: later access
+ * handlers are skipped, header_filter and log of the plugins collected so far
+ * still run.
+ *
+ * Handlers run on worker threads, concurrently, with a read-only conf. A
+ * handler that must wait (a network call) returns SL_PLUGIN_SUSPEND after
+ * arranging to call sl_plugin_resume from the same worker's event loop; the
+ * request waits without blocking the worker.
+ */
+#ifndef SL_PLUGIN_H
+#define SL_PLUGIN_H
+
+#include "plugins.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct sl_pdk_s sl_pdk_t; /* one request as a plugin sees it (pdk.h) */
+
+/* What an access handler returns. */
+enum {
+    SL_PLUGIN_CONTINUE = 0, /* go on with the next plugin */
+    SL_PLUGIN_EXIT = 1,     /* sl_pdk_response_exit was called: answer now */
+    SL_PLUGIN_SUSPEND = 2,  /* sl_plugin_resume will be called later */
+};
+
+typedef struct sl_native_plugin_s {
+    const char *name; /* the bundled descriptor of the same name gives the rest */
+    /*
+     * Reads one instance's config (already validated against the plugin's
+     * schema, defaults filled) into the plugin's own form. Returns NULL with
+     * a message naming the field in err when the config cannot be used.
+     * Runs on the thread that builds a generation; the result is read-only
+     * afterwards and shared by every worker. `instance_id` is the plugins
+     * entity's id (stable across generations: state such as counters may
+     * be keyed by it).
+     */
+    void *(*configure)(const json_t *config, const char *instance_id, char *err, size_t errlen);
+    void (*dispose)(void *conf);
+    /* Phase handlers; NULL where the plugin has none. */
+    int (*access)(sl_pdk_t *pdk, void *conf);
+    void (*header_filter)(sl_pdk_t *pdk, void *conf);
+    void (*log)(sl_pdk_t *pdk, void *conf);
+} sl_native_plugin_t;
+
+/* Every native implementation, NULL-terminated (plugins/registry.c). */
+extern const sl_native_plugin_t *const sl_native_plugins[];
+
+/* The native implementation of a plugin, or NULL. */
+const sl_native_plugin_t *sl_native_plugin(const char *name);
+
+/* One configured plugin instance in a generation. */
+typedef struct sl_plugin_inst_s {
+    const char *id;                  /* borrowed from the generation's document */
+    const sl_plugin_info_t *info;    /* the descriptor */
+    const sl_native_plugin_t *impl;  /* the implementation */
+    void *conf;                      /* owned: impl->configure's result */
+    const char *route_id, *service_id, *consumer_id; /* scope; NULL: any */
+} sl_plugin_inst_t;
+
+/* Continues a request whose access handler returned SL_PLUGIN_SUSPEND with
+ * what the handler would have returned (SL_PLUGIN_CONTINUE or
+ * SL_PLUGIN_EXIT). Call on the request's worker thread, once. */
+void sl_plugin_resume(sl_pdk_t *pdk, int rc);
+
+#endif

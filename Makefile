@@ -22,7 +22,10 @@ LDFLAGS += $(SAN)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
-DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c dataplane/plugins/*.c)))
+DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c)))
+# Native plugins are linked as objects, not from the archive: the registry
+# refers to them weakly, so nothing would pull them out of a library.
+PLUGIN_SRC := $(sort $(wildcard dataplane/plugins/*.c))
 CP_SRC     := $(filter-out controlplane/main.c,$(sort $(wildcard controlplane/*.c)))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -35,6 +38,7 @@ PROTO_OBJ  := $(PROTO_GEN_C:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
 DP_OBJ     := $(DP_SRC:%.c=$(BUILD)/obj/%.o)
+PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
 CP_OBJ     := $(CP_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -93,23 +97,23 @@ $(BUILD)/bin/sluice-cp: $(BUILD)/obj/controlplane/main.o $(LIB_CP) $(LIB_COMMON)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(SLUICE_DP): $(BUILD)/obj/dataplane/main.o $(LIB_DP) $(LIB_COMMON)
+$(SLUICE_DP): $(BUILD)/obj/dataplane/main.o $(PLUGIN_OBJ) $(LIB_DP) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_DP) $(LIB_CP) $(LIB_COMMON)
+$(BUILD)/tests/%: tests/unit/%.c $(PLUGIN_OBJ) $(LIB_DP) $(LIB_CP) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -o $@ $< $(LIB_DP) $(LIB_CP) $(LIB_COMMON) \
+	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) -MMD -MP -o $@ $< $(PLUGIN_OBJ) $(LIB_DP) $(LIB_CP) $(LIB_COMMON) \
 	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 # Fuzz targets are libFuzzer-style; with gcc they are linked to a replay driver
 # that runs every file of their corpus (tests/fuzz/corpus/<target>/).
-$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(LIB_DP) $(LIB_COMMON)
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(PLUGIN_OBJ) $(LIB_DP) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) -MMD -MP -o $@ $< tests/fuzz/replay_main.c $(LIB_DP) $(LIB_COMMON) \
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -o $@ $< tests/fuzz/replay_main.c $(PLUGIN_OBJ) $(LIB_DP) $(LIB_COMMON) \
 	    $(LDFLAGS) $(LDLIBS)
 
 fuzz-smoke: $(FUZZ_BIN)

@@ -91,6 +91,14 @@ static bool is_enabled(const sl_plugin_info_t *p)
     return false;
 }
 
+/* Which plugins this node can run (NULL: all). */
+static bool (*runnable)(const sl_plugin_info_t *p);
+
+void sl_plugins_set_runnable(bool (*fn)(const sl_plugin_info_t *p))
+{
+    runnable = fn;
+}
+
 static void enable_one(const sl_plugin_info_t *p)
 {
     if (is_enabled(p))
@@ -116,7 +124,8 @@ int sl_plugins_enable(const char *spec, sl_errors_t *errs)
         }
         if (!strcmp(items[i], "bundled")) {
             for (size_t b = 0; sl_bundled_plugins[b]; b++)
-                enable_one(sl_bundled_plugins[b]);
+                if (!runnable || runnable(sl_bundled_plugins[b]))
+                    enable_one(sl_bundled_plugins[b]);
             continue;
         }
         const sl_plugin_info_t *p = sl_bundled_plugin(items[i]);
@@ -127,6 +136,12 @@ int sl_plugins_enable(const char *spec, sl_errors_t *errs)
             sl_errors_add(errs,
                           "plugins: '%s' is neither a bundled plugin nor provided by a plugin "
                           "server; check the name or add its server to 'pluginserver_names'",
+                          items[i]);
+            continue;
+        }
+        if (runnable && !runnable(p)) {
+            sl_errors_add(errs,
+                          "plugins: '%s' cannot run on this node yet; remove it from 'plugins'",
                           items[i]);
             continue;
         }

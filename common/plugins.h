@@ -68,6 +68,10 @@ const sl_plugin_info_t *sl_bundled_plugin(const char *name);
  */
 int sl_plugins_enable(const char *spec, sl_errors_t *errs);
 
+/* Limits what sl_plugins_enable accepts to the plugins fn says this node can
+ * run ("bundled" then means the runnable bundled ones); NULL lifts it. */
+void sl_plugins_set_runnable(bool (*fn)(const sl_plugin_info_t *p));
+
 /*
  * Registers the plugins of one plugin server from its `-dump` output (either
  * shape: {"Protocol","Plugins":[...]} or a bare array). Each entry's Name,

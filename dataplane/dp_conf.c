@@ -20,6 +20,7 @@ const sl_conf_key_t sl_dp_conf_keys[] = {
     {"error_log", "stderr", "error log path, or stderr"},
     {"access_log", "off", "JSON access log path, or off"},
     {"declarative_config", NULL, "DB-less declarative file (YAML or JSON)"},
+    {"plugins", "bundled", "plugins this node runs: bundled (every native plugin), names, or off"},
     {"trusted_ips", "", "comma-separated IPs/CIDRs whose X-Forwarded-* headers are trusted"},
     {"headers", "server_tokens, latency_tokens, X-Kong-Request-Id",
      "response headers to add: server_tokens, latency_tokens, X-Kong-Request-Id, or off"},
@@ -167,6 +168,7 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     memset(c, 0, sizeof(*c));
 
     c->prefix = sl_xstrdup(sl_conf_get(raw, "prefix"));
+    c->plugins = sl_xstrdup(sl_conf_get(raw, "plugins"));
     const char *role = sl_conf_get(raw, "role");
     if (strcmp(role, "traditional") && strcmp(role, "data_plane"))
         sl_errors_add(errs, "role: expected traditional or data_plane, got '%s'", role);
@@ -300,6 +302,7 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
 void sl_dp_conf_dispose(sl_dp_conf_t *c)
 {
     free(c->prefix);
+    free(c->plugins);
     free(c->error_log);
     free(c->access_log);
     free(c->declarative_config);

@@ -34,6 +34,7 @@ typedef struct sl_cidr_s {
 
 typedef struct sl_dp_conf_s {
     char *prefix;
+    char *plugins; /* the `plugins` property as given */
     sl_listen_t proxy[SL_MAX_LISTENERS];
     size_t nproxy;
     sl_listen_t status;

@@ -16,6 +16,7 @@
  * takes its default.
  */
 #include "gen.h"
+#include "engine.h"
 #include "errors.h"
 #include "log.h"
 #include "util.h"
@@ -843,24 +844,13 @@ int sl_gen_build_from(json_t *doc, uint64_t version, const char *hash, const sl_
     g->version = version;
     g->doc = json_incref(doc);
 
-    json_t *plugins = table_of(doc, "plugins", errs);
-    size_t pi;
-    json_t *pv;
-    json_array_foreach(plugins, pi, pv)
-    {
-        if (json_is_false(json_object_get(pv, "enabled")))
-            continue;
-        const char *name = str_value(json_object_get(pv, "name"));
-        sl_errors_add(errs,
-                      "plugins[%zu].name: plugin '%s' not enabled; this data plane runs no "
-                      "plugins yet, remove it from the configuration",
-                      pi, name ? name : "?");
-    }
     uint64_t t0 = sl_now_us();
     build_base(g, doc, prev, errs);
     uint64_t t1 = sl_now_us();
     if (errs->n == before)
         build_routes(g, doc, prev, errs);
+    if (errs->n == before)
+        sl_engine_build(g, doc, errs);
     uint64_t t2 = sl_now_us();
     SL_DEBUG("generation %llu built: services and upstreams %.1f ms%s, routes and router %.1f ms",
              (unsigned long long)version, (t1 - t0) / 1e3,
@@ -904,6 +894,7 @@ static void gen_free(sl_gen_t *g)
     json_decref(g->routes_table);
     free(g->routes);
     base_unref(g->base);
+    sl_engine_free(g->plugins);
     if (g->doc)
         json_decref(g->doc);
     free(g);

@@ -59,10 +59,10 @@ typedef struct sl_service_s {
 } sl_service_t;
 
 typedef struct sl_route_s {
-    const char *id, *name;       /* borrowed from the generation's document; name may be NULL */
-    const char *label;           /* borrowed: name, or id when unnamed (metrics, logs) */
-    uint64_t label_key;          /* hash of label, for per-worker metric slots */
-    const sl_service_t *service; /* borrowed; NULL: the route has no service (503) */
+    const char *id, *name;          /* borrowed from the generation's document; name may be NULL */
+    const char *label;              /* borrowed: name, or id when unnamed (metrics, logs) */
+    uint64_t label_key;             /* hash of label, for per-worker metric slots */
+    const sl_service_t *service;    /* borrowed; NULL: the route has no service (503) */
     const struct sl_chain_s *chain; /* borrowed from the generation: its plugins */
     bool strip_path;
     bool preserve_host;

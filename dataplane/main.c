@@ -11,6 +11,8 @@
 #include "cluster_dp.h"
 #include "dp_conf.h"
 #include "log.h"
+#include "plugin.h"
+#include "plugins.h"
 #include "status.h"
 #include "util.h"
 #include "worker.h"
@@ -184,6 +186,11 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
     evtimer_add(app->drain_deadline, &dl);
 }
 
+static bool runnable(const sl_plugin_info_t *p)
+{
+    return !p->server && sl_native_plugin(p->name) != NULL;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -245,6 +252,10 @@ int main(int argc, char **argv)
     sl_conf_free(raw);
     int rc = 2;
     sl_gen_t *gen = NULL;
+    /* The plugins this data plane runs: those with an implementation. */
+    sl_plugins_set_runnable(runnable);
+    if (!errs.n && sl_plugins_enable(app.conf.plugins, &errs) == SL_OK)
+        sl_plugins_install_lookup();
     if (errs.n) {
         print_errors("invalid configuration: ", &errs);
         goto out;
@@ -412,6 +423,7 @@ out:
     sl_gen_clear();
     sl_errors_dispose(&errs);
     sl_dp_conf_dispose(&app.conf);
+    sl_plugins_reset();
     libevent_global_shutdown();
     return rc;
 }

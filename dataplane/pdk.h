@@ -53,10 +53,17 @@ bool sl_pdk_request_header_at(sl_pdk_t *p, size_t i, sl_str_t *name, sl_str_t *v
  * an argument without '=' has an empty value. False when absent. */
 bool sl_pdk_request_get_query_arg(sl_pdk_t *p, const char *name, sl_str_t *value);
 
+/* nginx's $server_addr (the local address the client connected to),
+ * $connection (the connection's serial number in this process) and
+ * $connection_requests (this request's number on its connection, from 1). */
+const char *sl_pdk_server_get_addr(sl_pdk_t *p);
+uint64_t sl_pdk_connection_serial(sl_pdk_t *p);
+uint64_t sl_pdk_connection_requests(sl_pdk_t *p);
+
 /* ---- kong.client -------------------------------------------------------- */
 
 /* The peer's address, and the client's address as trusted proxies report
- * it (X-Real-IP / X-Forwarded-For from a trusted_ips peer; else the peer). */
+ * it (the X-Real-IP address of a trusted_ips peer; else the peer). */
 const char *sl_pdk_client_get_ip(sl_pdk_t *p);
 const char *sl_pdk_client_get_forwarded_ip(sl_pdk_t *p);
 int sl_pdk_client_get_port(sl_pdk_t *p);
@@ -112,6 +119,11 @@ int sl_pdk_response_exit(sl_pdk_t *p, int status, const char *body, size_t len);
  * Content-Type "application/json; charset=utf-8". */
 int sl_pdk_response_exit_message(sl_pdk_t *p, int status, const char *message);
 
+/* Kong's kong.response.error: {"message": message, "request_id": id}
+ * with Content-Type "application/json; charset=utf-8", the body the
+ * gateway's own errors have. */
+int sl_pdk_response_error(sl_pdk_t *p, int status, const char *message);
+
 /* Headers of the response to the client. In access they apply to the
  * response to come; in header_filter to the one going out. */
 void sl_pdk_response_set_header(sl_pdk_t *p, const char *name, const char *value);
@@ -120,11 +132,18 @@ void sl_pdk_response_clear_header(sl_pdk_t *p, const char *name);
 /* In header_filter and log: the status and headers as the client gets them. */
 int sl_pdk_response_get_status(sl_pdk_t *p);
 bool sl_pdk_response_get_header(sl_pdk_t *p, const char *name, sl_str_t *value);
+/* Every response field as the client gets it (the upstream's, then what
+ * plugins set and added), in order; for header_filter. */
+size_t sl_pdk_response_header_count(sl_pdk_t *p);
+bool sl_pdk_response_header_at(sl_pdk_t *p, size_t i, sl_str_t *name, sl_str_t *value);
 /* "service" (the upstream answered), "exit" (a plugin answered) or "error"
  * (the gateway answered: no route, upstream failure, ...). */
 const char *sl_pdk_response_get_source(sl_pdk_t *p);
 
 /* ---- kong.router, kong.ctx, kong.log, the rest --------------------------- */
+
+/* The configuration generation the request is pinned to. */
+const sl_gen_t *sl_pdk_gen(sl_pdk_t *p);
 
 const sl_route_t *sl_pdk_router_get_route(sl_pdk_t *p);
 const sl_service_t *sl_pdk_router_get_service(sl_pdk_t *p);

@@ -25,10 +25,10 @@
  * handlers are skipped, header_filter and log of the plugins collected so far
  * still run.
  *
- * Handlers run on worker threads, concurrently, with a read-only conf. A
- * handler that must wait (a network call) returns SL_PLUGIN_SUSPEND after
- * arranging to call sl_plugin_resume from the same worker's event loop; the
- * request waits without blocking the worker.
+ * Handlers run on worker threads, concurrently, with a read-only conf.
+ * Handlers that wait (a network call) will return SL_PLUGIN_SUSPEND and
+ * resume the request later from the worker's event loop; until the proxy
+ * supports that, a handler returning it fails the request with a 500.
  */
 #ifndef SL_PLUGIN_H
 #define SL_PLUGIN_H
@@ -45,7 +45,7 @@ typedef struct sl_pdk_s sl_pdk_t; /* one request as a plugin sees it (pdk.h) */
 enum {
     SL_PLUGIN_CONTINUE = 0, /* go on with the next plugin */
     SL_PLUGIN_EXIT = 1,     /* sl_pdk_response_exit was called: answer now */
-    SL_PLUGIN_SUSPEND = 2,  /* sl_plugin_resume will be called later */
+    SL_PLUGIN_SUSPEND = 2,  /* reserved: the handler waits (not supported yet) */
 };
 
 typedef struct sl_native_plugin_s {
@@ -67,24 +67,17 @@ typedef struct sl_native_plugin_s {
     void (*log)(sl_pdk_t *pdk, void *conf);
 } sl_native_plugin_t;
 
-/* Every native implementation, NULL-terminated (plugins/registry.c). */
-extern const sl_native_plugin_t *const sl_native_plugins[];
-
-/* The native implementation of a plugin, or NULL. */
+/* The native implementation of a plugin, or NULL (plugins/registry.c). */
 const sl_native_plugin_t *sl_native_plugin(const char *name);
+size_t sl_native_plugin_count(void);
 
 /* One configured plugin instance in a generation. */
 typedef struct sl_plugin_inst_s {
-    const char *id;                  /* borrowed from the generation's document */
-    const sl_plugin_info_t *info;    /* the descriptor */
-    const sl_native_plugin_t *impl;  /* the implementation */
-    void *conf;                      /* owned: impl->configure's result */
+    const char *id;                                  /* borrowed from the generation's document */
+    const sl_plugin_info_t *info;                    /* the descriptor */
+    const sl_native_plugin_t *impl;                  /* the implementation */
+    void *conf;                                      /* owned: impl->configure's result */
     const char *route_id, *service_id, *consumer_id; /* scope; NULL: any */
 } sl_plugin_inst_t;
-
-/* Continues a request whose access handler returned SL_PLUGIN_SUSPEND with
- * what the handler would have returned (SL_PLUGIN_CONTINUE or
- * SL_PLUGIN_EXIT). Call on the request's worker thread, once. */
-void sl_plugin_resume(sl_pdk_t *pdk, int rc);
 
 #endif

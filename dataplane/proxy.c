@@ -23,6 +23,7 @@
  * parse loop (conn_resume) is re-entrancy-guarded instead of recursive.
  */
 #include "arena.h"
+#include "engine.h"
 #include "h1_parser.h"
 #include "log.h"
 #include "strbuf.h"
@@ -43,97 +44,7 @@
 
 FILE *sl_access_log;
 
-enum conn_state {
-    C_IDLE,    /* between requests (keep-alive) */
-    C_HEAD,    /* part of a request head received */
-    C_BUSY,    /* a request is being served */
-    C_TUNNEL,  /* upgraded: bytes relayed both ways */
-    C_CLOSING, /* flushing the last response, then close */
-};
-
-typedef struct sl_req_s sl_req_t;
-
-struct sl_conn_s {
-    LIST_ENTRY(sl_conn_s) link;
-    sl_worker_t *w;
-    struct bufferevent *bev; /* owned */
-    struct event *timer;     /* owned: header/idle deadline */
-    struct sockaddr_storage peer;
-    char peer_ip[INET6_ADDRSTRLEN];
-    uint16_t peer_port, local_port;
-    bool trusted;
-    int state;
-    unsigned nreq;
-    sl_req_t *req;       /* owned: the request being served */
-    bool in_resume;      /* conn_resume is on the stack */
-    bool close_pending;  /* conn_close was called inside conn_resume */
-    size_t scanned;      /* head bytes already looked at for a line end */
-    uint64_t head_start; /* when the first byte of the current head arrived (us) */
-    bool body_timeout;   /* the read timeout is armed (a body is streaming in) */
-    bool draining;       /* close after the current response */
-    sl_upconn_t *tunnel; /* owned in C_TUNNEL */
-};
-
-struct sl_upconn_s {
-    TAILQ_ENTRY(sl_upconn_s) link;
-    sl_worker_t *w;
-    struct bufferevent *bev; /* owned */
-    struct event *timer;     /* owned: connect timeout */
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    sl_req_t *req;          /* borrowed: the request using it; NULL while idle */
-    sl_conn_t *tunnel_peer; /* in a tunnel: the client side */
-    unsigned nreq;
-    uint32_t rt_ms, wt_ms; /* the timeouts currently set on bev */
-    uint64_t idle_since;   /* when it entered the pool (ms) */
-    bool connected;
-    bool in_pool;
-};
-
-enum body_kind { B_NONE, B_LENGTH, B_CHUNKED, B_EOF };
-
-struct sl_req_s {
-    sl_conn_t *c;
-    sl_req_t *next_free; /* link in the worker's request cache */
-    sl_gen_t *gen;       /* pinned for the request's life */
-    sl_arena_t arena;
-    sl_h1_request_t h;
-    const sl_route_t *route;
-    const sl_service_t *svc;
-    sl_router_match_t m;
-    char *npath;
-    size_t npath_len;
-    char reqid[33];
-
-    /* request body, client -> upstream */
-    int body_kind;
-    uint64_t body_left;
-    sl_h1_chunked_t chunk;
-    bool body_done;
-    bool body_forwarded; /* some body bytes went upstream: no silent retry */
-
-    /* upstream */
-    char *uphead; /* the upstream request head, kept for retries */
-    size_t uphead_len;
-    sl_upconn_t *up;
-    sl_dns_waiter_t *dns;
-    int tries;
-    bool upgrade;
-
-    /* response, upstream -> client */
-    bool resp_started; /* any upstream response byte seen */
-    bool resp_head_done;
-    int resp_kind;
-    uint64_t resp_left;
-    sl_h1_chunked_t rchunk;
-    bool resp_dechunk;
-    bool up_keepalive;
-    bool client_close;
-
-    int status;
-    uint64_t bytes_out;
-    uint64_t t_start, t_sent, t_head;
-};
+#include "proxy-t.h"
 
 static void conn_resume(sl_conn_t *c);
 static void conn_close(sl_conn_t *c);
@@ -149,6 +60,12 @@ static void on_up_read(struct bufferevent *bev, void *arg);
 static void on_up_write(struct bufferevent *bev, void *arg);
 static void on_up_event(struct bufferevent *bev, short what, void *arg);
 static void upconn_close(sl_upconn_t *u);
+static void send_exit(sl_req_t *r);
+static void add_op_headers(sl_sb_t *b, const sl_req_t *r, bool skip_content_type);
+static void run_header_filter(sl_req_t *r, int status, const sl_h1_header_t *hs, size_t n);
+
+/* The request is the PDK's handle (pdk.c). */
+#define PDK(r) ((sl_pdk_t *)(r))
 
 static struct timeval ms_tv(uint64_t ms)
 {
@@ -413,40 +330,65 @@ static void log_request(sl_req_t *r)
 
 /* ----------------------------------------------------- generated responses */
 
+/* nginx's reason phrases (a plugin may answer with any status). */
 static const char *reason_phrase(int status)
 {
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Request Entity Too Large";
-    case 414:
-        return "Request-URI Too Large";
-    case 426:
-        return "Upgrade Required";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    }
+    static const struct {
+        int code;
+        const char *text;
+    } phrases[] = {
+        {100, "Continue"},
+        {101, "Switching Protocols"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {203, "Non-Authoritative Information"},
+        {204, "No Content"},
+        {205, "Reset Content"},
+        {206, "Partial Content"},
+        {300, "Multiple Choices"},
+        {301, "Moved Permanently"},
+        {302, "Moved Temporarily"},
+        {303, "See Other"},
+        {304, "Not Modified"},
+        {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {402, "Payment Required"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Not Allowed"},
+        {406, "Not Acceptable"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {410, "Gone"},
+        {411, "Length Required"},
+        {412, "Precondition Failed"},
+        {413, "Request Entity Too Large"},
+        {414, "Request-URI Too Large"},
+        {415, "Unsupported Media Type"},
+        {416, "Requested Range Not Satisfiable"},
+        {418, "I'm a teapot"},
+        {421, "Misdirected Request"},
+        {422, "Unprocessable Entity"},
+        {425, "Too Early"},
+        {426, "Upgrade Required"},
+        {428, "Precondition Required"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {451, "Unavailable For Legal Reasons"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
+        {507, "Insufficient Storage"},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(phrases); i++)
+        if (phrases[i].code == status)
+            return phrases[i].text;
     return "Unknown";
 }
 
@@ -517,6 +459,10 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
         sl_sb_add(&b, r->reqid, 32);
         sl_sb_addlit(&b, "\r\n");
     }
+    if (r && r->run.nran) {
+        run_header_filter(r, status, NULL, 0);
+        add_op_headers(&b, r, true);
+    }
     if (extra_headers)
         sl_sb_adds(&b, extra_headers);
     sl_sb_addlit(&b, "\r\n");
@@ -537,6 +483,121 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
         bufferevent_disable(c->bev, EV_READ);
         on_client_write(c->bev, c);
     }
+}
+
+/* ------------------------------------------------ plugins' response fields */
+
+/* Framing and connection fields belong to the proxy: plugins cannot set
+ * them on a response. */
+static bool proxy_owned(sl_str_t name)
+{
+    enum hdr_id id = hdr_id(name);
+    return (HBIT(id) & (HOP_BY_HOP | HBIT(H_CONTENT_LENGTH))) != 0;
+}
+
+/* Whether the plugins replace or remove fields of this name. */
+static bool ops_replace(const sl_req_t *r, sl_str_t name)
+{
+    for (size_t i = 0; i < r->nresp_ops; i++)
+        if (r->resp_ops[i].op != SL_HDR_ADD &&
+            sl_strcaseeq(r->resp_ops[i].name.p, r->resp_ops[i].name.len, name.p, name.len))
+            return true;
+    return false;
+}
+
+/* Appends the fields plugins set or added that no later operation undid. */
+static void add_op_headers(sl_sb_t *b, const sl_req_t *r, bool skip_content_type)
+{
+    for (size_t i = 0; i < r->nresp_ops; i++) {
+        const struct sl_hdr_op *o = &r->resp_ops[i];
+        if (o->op == SL_HDR_CLEAR || proxy_owned(o->name) ||
+            (skip_content_type && sl_str_caseeq_lit(o->name, "content-type")))
+            continue;
+        bool undone = false;
+        for (size_t j = i + 1; j < r->nresp_ops && !undone; j++)
+            undone = r->resp_ops[j].op != SL_HDR_ADD &&
+                     sl_strcaseeq(r->resp_ops[j].name.p, r->resp_ops[j].name.len, o->name.p,
+                                  o->name.len);
+        if (!undone)
+            sl_sb_header(b, o->name.p, o->name.len, o->value.p, o->value.len);
+    }
+}
+
+/* Runs the collected plugins' header_filter for a response with this status
+ * and, when it came from upstream, these fields. */
+static void run_header_filter(sl_req_t *r, int status, const sl_h1_header_t *hs, size_t n)
+{
+    if (!r->run.nran || !(sl_engine_chain_phases(r->run.chain) & SL_PHASE_HEADER_FILTER))
+        return;
+    r->status = status;
+    r->resp_headers = hs;
+    r->nresp_headers = n;
+    sl_engine_header_filter(PDK(r), &r->run);
+    r->resp_headers = NULL;
+    r->nresp_headers = 0;
+}
+
+/*
+ * Writes the response a plugin produced (kong.response.exit): its status,
+ * the fields plugins set, Content-Length and the body. As for every
+ * generated response, the connection closes when the request body was not
+ * read.
+ */
+static void send_exit(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    const sl_dp_conf_t *conf = c->w->conf;
+    int status = r->exit_status;
+    bool close = r->client_close || (!r->body_done && r->body_kind != B_NONE) || c->draining ||
+                 !r->h.keep_alive;
+    bool bodiless = status < 200 || status == 204 || status == 304;
+
+    run_header_filter(r, status, NULL, 0);
+    char storage[2048];
+    sl_sb_t b;
+    sl_sb_init(&b, storage, sizeof(storage));
+    sl_sb_addlit(&b, "HTTP/1.1 ");
+    sl_sb_addu(&b, (uint64_t)status);
+    sl_sb_addlit(&b, " ");
+    sl_sb_adds(&b, reason_phrase(status));
+    sl_sb_addlit(&b, "\r\n");
+    add_date(&b);
+    add_op_headers(&b, r, false);
+    if (!bodiless) {
+        sl_sb_addlit(&b, "Content-Length: ");
+        sl_sb_addu(&b, r->exit_body_len);
+        sl_sb_addlit(&b, "\r\n");
+    }
+    if (close)
+        sl_sb_addlit(&b, "Connection: close\r\n");
+    else if (r->h.minor_version == 0)
+        sl_sb_addlit(&b, "Connection: keep-alive\r\n");
+    if (conf->hdr_server_tokens && !ops_replace(r, SL_STR("server")))
+        sl_sb_addlit(&b, "Server: " SL_SERVER_TOKEN "\r\n");
+    if (conf->hdr_latency_tokens) {
+        sl_sb_addlit(&b, "X-Kong-Response-Latency: ");
+        sl_sb_addu(&b, ms_between(r->t_start, sl_now_us()));
+        sl_sb_addlit(&b, "\r\n");
+    }
+    if (conf->hdr_request_id) {
+        sl_sb_addlit(&b, "X-Kong-Request-Id: ");
+        sl_sb_add(&b, r->reqid, 32);
+        sl_sb_addlit(&b, "\r\n");
+    }
+    sl_sb_addlit(&b, "\r\n");
+    size_t body = 0;
+    if (!bodiless && r->exit_body_len && !sl_str_caseeq_lit(r->h.method, "HEAD")) {
+        sl_sb_add(&b, r->exit_body, r->exit_body_len);
+        body = r->exit_body_len;
+    }
+    evbuffer_add(bufferevent_get_output(c->bev), b.p, b.len);
+    flush_out(c->bev);
+    sl_sb_dispose(&b);
+    r->status = status;
+    r->bytes_out += body;
+    if (close)
+        r->client_close = true;
+    finish_request(r);
 }
 
 /* ------------------------------------------------------------ connections */
@@ -580,6 +641,8 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
     sl_conn_t *c = sl_xcalloc(1, sizeof(*c));
     c->w = w;
     c->local_port = local_port;
+    /* Serials are unique in the process: the worker id in the low bits. */
+    c->serial = ++w->conn_serial * SL_MAX_WORKERS_SERIAL + (uint64_t)w->id;
     memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
     if (sa->sa_family == AF_INET) {
         struct sockaddr_in *sin = (struct sockaddr_in *)sa;
@@ -742,8 +805,9 @@ static void rebase(sl_str_t *s, const char *from, const char *to)
 }
 
 static void build_upstream_head(sl_req_t *r);
+static void proxy_request(sl_req_t *r);
 
-/* Routes a parsed request and starts proxying it. */
+/* Routes a parsed request, runs its access plugins and starts proxying it. */
 static void process_request(sl_req_t *r)
 {
     sl_conn_t *c = r->c;
@@ -786,6 +850,9 @@ static void process_request(sl_req_t *r)
         .ud = r,
     };
     if (sl_router_match(r->gen->router, &rq, &r->m) != SL_OK) {
+        /* Global plugins still see the answer (header_filter, log). */
+        sl_engine_run_init(&r->run, sl_engine_global_chain(r->gen), &r->arena);
+        sl_engine_collect_global(PDK(r), &r->run, SL_PROTO_HTTP);
         send_json(c, r, 404, "no Route matched with those values", NULL, false);
         return;
     }
@@ -809,6 +876,28 @@ static void process_request(sl_req_t *r)
         return;
     }
 
+    if (r->route->chain) {
+        sl_engine_run_init(&r->run, r->route->chain, &r->arena);
+        int rc = sl_engine_access(PDK(r), &r->run, SL_PROTO_HTTP);
+        if (rc == SL_PLUGIN_EXIT) {
+            send_exit(r);
+            return;
+        }
+        if (rc != SL_PLUGIN_CONTINUE) {
+            SL_ERROR("worker %d: plugin %s: an access handler returned %d (waiting handlers "
+                     "are not supported yet)",
+                     w->id, r->run.current ? r->run.current->info->name : "?", rc);
+            send_json(c, r, 500, "An unexpected error occurred", NULL, true);
+            return;
+        }
+    }
+    proxy_request(r);
+}
+
+/* Sends a routed request upstream once its plugins let it through. */
+static void proxy_request(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
     r->upgrade = r->h.upgrade;
     build_upstream_head(r);
     if (!r->uphead)
@@ -861,9 +950,15 @@ static void build_upstream_head(sl_req_t *r)
     size_t nh = r->h.num_headers;
     char upath[SL_UPATH_MAX];
 
-    if (sl_router_upstream_path(s->path, (sl_str_t){r->npath, r->npath_len}, &r->m,
-                                r->route->strip_path, r->route->path_handling, upath,
-                                sizeof(upath)) != SL_OK) {
+    if (r->up_path.p) {
+        if (r->up_path.len >= sizeof(upath)) {
+            send_json(c, r, 414, "Request-URI Too Large", NULL, true);
+            return;
+        }
+        memcpy(upath, r->up_path.p, r->up_path.len + 1);
+    } else if (sl_router_upstream_path(s->path, (sl_str_t){r->npath, r->npath_len}, &r->m,
+                                       r->route->strip_path, r->route->path_handling, upath,
+                                       sizeof(upath)) != SL_OK) {
         send_json(c, r, 414, "Request-URI Too Large", NULL, true);
         return;
     }
@@ -871,17 +966,20 @@ static void build_upstream_head(sl_req_t *r)
     char storage[4096];
     sl_sb_t b;
     sl_sb_init(&b, storage, sizeof(storage));
-    sl_sb_addstr(&b, r->h.method);
+    sl_sb_addstr(&b, r->up_method.p ? r->up_method : r->h.method);
     sl_sb_addlit(&b, " ");
     sl_sb_adds(&b, upath);
-    if (r->h.query.p) {
+    sl_str_t query = r->up_query.p ? r->up_query : r->h.query;
+    if (query.p && (query.len || !r->up_query.p)) {
         sl_sb_addlit(&b, "?");
-        sl_sb_addstr(&b, r->h.query);
+        sl_sb_addstr(&b, query);
     }
     sl_sb_addlit(&b, " HTTP/1.1\r\n");
 
     sl_str_t host = r->h.absolute_form ? r->h.authority : r->h.host;
-    if (r->route->preserve_host && host.len)
+    if (r->up_host.p)
+        SB_HDR(&b, "Host", r->up_host.p, r->up_host.len);
+    else if (r->route->preserve_host && host.len)
         SB_HDR(&b, "Host", host.p, host.len);
     else
         SB_HDR(&b, "Host", s->host_header, strlen(s->host_header));
@@ -1051,6 +1149,7 @@ static void conn_resume(sl_conn_t *c)
 
         sl_req_t *r = req_new(c);
         r->t_start = sl_now_us();
+        r->wall_start_us = (uint64_t)(sl_wall_time() * 1e6);
         gen_reqid(w, r->reqid);
         /* Keep a private copy of the head: the input buffer is about to be
          * drained and the parsed strings point into it. */
@@ -1106,6 +1205,8 @@ static void finish_request(sl_req_t *r)
     if (!r->body_done)
         r->client_close = true;
     log_request(r);
+    if (r->run.nran && (sl_engine_chain_phases(r->run.chain) & SL_PHASE_LOG))
+        sl_engine_log(PDK(r), &r->run);
     bool close = r->client_close || c->draining;
     c->req = NULL;
     req_free(r);
@@ -1465,6 +1566,8 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
     bool http10 = r->h.minor_version == 0;
     bool tunnel = res->status == 101 && r->upgrade;
 
+    r->source = "service";
+    run_header_filter(r, res->status, res->headers, res->num_headers);
     r->status = res->status;
     r->up_keepalive = res->keep_alive;
     switch (res->body_kind) {
@@ -1510,10 +1613,14 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
             continue;
         if (r->resp_dechunk && id == H_CONTENT_LENGTH)
             continue;
+        if (r->nresp_ops && ops_replace(r, h->name))
+            continue;
         if (id == H_SERVER)
             has_server = true;
         sl_sb_header(&b, h->name.p, h->name.len, h->value.p, h->value.len);
     }
+    if (r->nresp_ops)
+        add_op_headers(&b, r, false);
     if (r->resp_kind == B_CHUNKED && !r->resp_dechunk)
         sl_sb_addlit(&b, "Transfer-Encoding: chunked\r\n");
     if (tunnel) {

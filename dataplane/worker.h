@@ -49,6 +49,7 @@ typedef struct sl_worker_s {
     struct sl_req_s *req_cache; /* owned: recycled requests (proxy.c) */
     unsigned nreq_cache;
     uint64_t reqid_counter;
+    uint64_t conn_serial; /* connections accepted (nginx's $connection, per worker) */
     uint64_t reqid_salt;
 
     sl_h1_header_t *scratch_headers; /* owned: max_headers entries for parsing */
@@ -57,6 +58,9 @@ typedef struct sl_worker_s {
 } sl_worker_t;
 
 /* Shared by all workers: the access log file (NULL when off). */
+/* Connection serials interleave the workers': serial * this + worker id. */
+#define SL_MAX_WORKERS_SERIAL 1024
+
 extern FILE *sl_access_log;
 
 /* Bumped by the main thread after each publish; workers compare and reload. */

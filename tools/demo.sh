@@ -48,6 +48,8 @@ cat <<MSG
   Try:
     curl -i http://127.0.0.1:8000/api/hello          # routed, prefix /api stripped
     curl -i http://127.0.0.1:8000/users/42           # regex route with a named capture
+    curl -i http://127.0.0.1:8000/private            # 401: key-auth wants a key
+    curl -i -H 'apikey: demo-key' http://127.0.0.1:8000/private   # 5 a minute (rate-limiting)
     curl -s localhost:8001/clustering/data-planes    # the connected data plane and its hash
 
     curl -s -X POST localhost:8001/services -d name=echo -d url=http://127.0.0.1:9001

@@ -1,18 +1,28 @@
 /*
  * registry.c lists the native plugin implementations this data plane has.
- * A bundled plugin runs on the data plane only when it is listed here (the
- * control plane knows every bundled plugin's schema either way).
+ * A bundled plugin runs on the data plane only when its implementation is
+ * linked in (the control plane knows every bundled plugin's schema either
+ * way). The references are weak so that a build without one of them still
+ * links; sl_native_plugins holds only those present.
  */
 #include "plugin.h"
 
 #include <string.h>
 
-extern const sl_native_plugin_t sl_plugin_acl, sl_plugin_basic_auth, sl_plugin_correlation_id,
-    sl_plugin_cors, sl_plugin_ip_restriction, sl_plugin_key_auth, sl_plugin_rate_limiting,
-    sl_plugin_request_size_limiting, sl_plugin_request_transformer,
-    sl_plugin_response_transformer;
+#define NATIVE(sym) extern const sl_native_plugin_t sym __attribute__((weak));
+NATIVE(sl_plugin_acl)
+NATIVE(sl_plugin_basic_auth)
+NATIVE(sl_plugin_correlation_id)
+NATIVE(sl_plugin_cors)
+NATIVE(sl_plugin_ip_restriction)
+NATIVE(sl_plugin_key_auth)
+NATIVE(sl_plugin_rate_limiting)
+NATIVE(sl_plugin_request_size_limiting)
+NATIVE(sl_plugin_request_transformer)
+NATIVE(sl_plugin_response_transformer)
+#undef NATIVE
 
-const sl_native_plugin_t *const sl_native_plugins[] = {
+static const sl_native_plugin_t *const all[] = {
     &sl_plugin_acl,
     &sl_plugin_basic_auth,
     &sl_plugin_correlation_id,
@@ -23,13 +33,20 @@ const sl_native_plugin_t *const sl_native_plugins[] = {
     &sl_plugin_request_size_limiting,
     &sl_plugin_request_transformer,
     &sl_plugin_response_transformer,
-    NULL,
 };
 
 const sl_native_plugin_t *sl_native_plugin(const char *name)
 {
-    for (size_t i = 0; sl_native_plugins[i]; i++)
-        if (!strcmp(sl_native_plugins[i]->name, name))
-            return sl_native_plugins[i];
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (all[i] && !strcmp(all[i]->name, name))
+            return all[i];
     return NULL;
+}
+
+size_t sl_native_plugin_count(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        n += all[i] != NULL;
+    return n;
 }

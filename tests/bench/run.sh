@@ -9,6 +9,9 @@
 #      route, same requests.
 #   3. sluice-dp (and nginx) resident memory with 10,000 idle keep-alive
 #      client connections.
+#   4. native plugins: no plugin vs key-auth + rate-limiting (100 consumers)
+#      and each bundled plugin alone; ratios to no plugin.
+#   5. the control plane's Admin API (cp_bench.py).
 #
 # The upstream is a second nginx returning a small fixed body, so that the
 # upstream is never the bottleneck. Environment: BENCH_DURATION (seconds per
@@ -295,7 +298,37 @@ stop_pid "$dpidle_PID"
 "$PYTHON" "$HERE/idle_conns.py" --addr "127.0.0.1:$NGX_PORT" --pid "$proxy_PID" \
     --conns "$IDLE_CONNS" --label "nginx proxy (1 worker)" || echo "  (nginx: some connections failed)"
 
-# ================================================================ 4. control plane
+# ================================================================ 4. plugins
+
+echo
+echo "4. Plugins (native), one route, 100 consumers; each scenario vs no plugin, same run"
+mkdir -p "$WORK/plugins"
+SCEN=$("$PYTHON" "$HERE/gen_plugins.py" --upstream "http://127.0.0.1:$UP_PORT" --out "$WORK/plugins")
+for s in $SCEN; do
+    start_dp "pl_${s//[-+]/_}" "$WORK/plugins/$s.json" 1
+done
+for _ in $(seq "$ROUNDS"); do
+    for s in $SCEN; do
+        v=pl_${s//[-+]/_}
+        eval "addr=\$${v}_ADDR pid=\$${v}_PID"
+        run_wrk "$v" "http://$addr/" "$pid" "$WORK/plugins/$s.lua"
+    done
+done
+header
+for s in $SCEN; do
+    v=pl_${s//[-+]/_}
+    report "$v" "$s"
+    eval "${v}_RPS=$RPS ${v}_P99=$P99"
+    if [ "$s" != none ]; then
+        printf "  %-30s requests/s x%s of none, p99 x%s\n" "" "$(ratio "$RPS" "$pl_none_RPS")" \
+            "$(ratio "$P99" "$pl_none_P99")"
+    fi
+    eval "stop_pid \$${v}_PID"
+done
+echo "  key-auth + rate-limiting (local) vs none: requests/s x$(ratio "$pl_key_auth_rate_limiting_RPS" "$pl_none_RPS")" \
+     "(goal >= 0.85; Kong 3.11 publishes 0.74 for the same pair)"
+
+# ================================================================ 5. control plane
 
 echo
 "$PYTHON" "$HERE/cp_bench.py" --cp "$SLUICE_BUILD/bin/sluice-cp" ||

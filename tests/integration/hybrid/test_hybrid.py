@@ -140,7 +140,7 @@ def test_wrong_certificate_is_refused(hybrid_cp, hybrid_dp, other_cert, upstream
 
 def test_withheld_when_a_plugin_is_missing(hybrid_cp, hybrid_dp, upstream):
     cp = hybrid_cp()
-    dp = hybrid_dp(cp)
+    dp = hybrid_dp(cp, plugins="key-auth")  # runs key-auth only: not cors
     add_route(cp, upstream, "p", "/p")
     wait_until(serves(dp, "/p", 200), what="route served")
     r = cp.post("/services/p/plugins", {"name": "cors"})
@@ -347,3 +347,32 @@ def test_routes_after_a_deleted_one_keep_their_settings(hybrid_cp, hybrid_dp, up
             assert r.header("x-upstream-name") == ("up1" if i % 2 == 0 else "up2"), i
             want = "/x" if i % 3 != 0 else "/k%d/x" % i
             assert json.loads(r.body)["path"] == want, i
+
+
+def test_plugins_configured_on_the_control_plane_run_on_data_planes(hybrid_cp, hybrid_dp,
+                                                                    upstream):
+    cp = hybrid_cp()
+    dps = [hybrid_dp(cp), hybrid_dp(cp)]
+    add_route(cp, upstream, "guarded", "/guarded")
+    assert cp.put("/consumers/alice", {}).status in (200, 201)
+    assert cp.post("/consumers/alice/key-auth", {"key": "alice-key"}).status == 201
+    r = cp.post("/services/guarded/plugins", {"name": "key-auth"})
+    assert r.status == 201, r
+    for dp in dps:
+        wait_until(serves(dp, "/guarded", 401), what="key-auth on every data plane")
+        r = dp.get("/guarded", headers={"apikey": "alice-key"})
+        assert r.status == 200
+        seen = {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+        assert seen["x-consumer-username"] == "alice"
+    # a change to the plugin's config is a delta like any other
+    assert cp.patch("/plugins/" + r_id(cp, "key-auth"),
+                    {"config": {"key_names": ["x-key"]}}).status == 200
+    for dp in dps:
+        wait_until(lambda: dp.get("/guarded", headers={"x-key": "alice-key"}).status == 200,
+                   what="new key_names on every data plane")
+    rows = cp_data_planes(cp)
+    assert all(d["sync_status"] == "normal" for d in rows)
+
+
+def r_id(cp, name):
+    return next(p["id"] for p in cp.get("/plugins").json["data"] if p["name"] == name)

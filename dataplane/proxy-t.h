@@ -1,0 +1,144 @@
+/*
+ * The client connection, upstream connection and request objects of the
+ * HTTP/1.1 proxy (proxy.c), shared with the C PDK (pdk.c), which reads and
+ * changes the request a plugin runs for. Types only.
+ */
+#ifndef SL_PROXY_T_H
+#define SL_PROXY_T_H
+
+#include "arena.h"
+#include "engine.h"
+#include "h1_parser-t.h"
+#include "router-t.h"
+#include "worker.h"
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+enum conn_state {
+    C_IDLE,    /* between requests (keep-alive) */
+    C_HEAD,    /* part of a request head received */
+    C_BUSY,    /* a request is being served */
+    C_TUNNEL,  /* upgraded: bytes relayed both ways */
+    C_CLOSING, /* flushing the last response, then close */
+};
+
+typedef struct sl_req_s sl_req_t;
+
+struct sl_conn_s {
+    LIST_ENTRY(sl_conn_s) link;
+    sl_worker_t *w;
+    struct bufferevent *bev; /* owned */
+    struct event *timer;     /* owned: header/idle deadline */
+    struct sockaddr_storage peer;
+    char peer_ip[INET6_ADDRSTRLEN];
+    uint16_t peer_port, local_port;
+    uint64_t serial;                  /* nginx's $connection: numbered per worker from 1 */
+    char local_ip[INET6_ADDRSTRLEN]; /* filled when first asked for */
+    bool trusted;
+    int state;
+    unsigned nreq;
+    sl_req_t *req;       /* owned: the request being served */
+    bool in_resume;      /* conn_resume is on the stack */
+    bool close_pending;  /* conn_close was called inside conn_resume */
+    size_t scanned;      /* head bytes already looked at for a line end */
+    uint64_t head_start; /* when the first byte of the current head arrived (us) */
+    bool body_timeout;   /* the read timeout is armed (a body is streaming in) */
+    bool draining;       /* close after the current response */
+    sl_upconn_t *tunnel; /* owned in C_TUNNEL */
+};
+
+struct sl_upconn_s {
+    TAILQ_ENTRY(sl_upconn_s) link;
+    sl_worker_t *w;
+    struct bufferevent *bev; /* owned */
+    struct event *timer;     /* owned: connect timeout */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    sl_req_t *req;          /* borrowed: the request using it; NULL while idle */
+    sl_conn_t *tunnel_peer; /* in a tunnel: the client side */
+    unsigned nreq;
+    uint32_t rt_ms, wt_ms; /* the timeouts currently set on bev */
+    uint64_t idle_since;   /* when it entered the pool (ms) */
+    bool connected;
+    bool in_pool;
+};
+
+enum body_kind { B_NONE, B_LENGTH, B_CHUNKED, B_EOF };
+
+struct sl_req_s {
+    sl_conn_t *c;
+    sl_req_t *next_free; /* link in the worker's request cache */
+    sl_gen_t *gen;       /* pinned for the request's life */
+    sl_arena_t arena;
+    sl_h1_request_t h;
+    const sl_route_t *route;
+    const sl_service_t *svc;
+    sl_router_match_t m;
+    char *npath;
+    size_t npath_len;
+    char reqid[33];
+
+    /* request body, client -> upstream */
+    int body_kind;
+    uint64_t body_left;
+    sl_h1_chunked_t chunk;
+    bool body_done;
+    bool body_forwarded; /* some body bytes went upstream: no silent retry */
+
+    /* upstream */
+    char *uphead; /* the upstream request head, kept for retries */
+    size_t uphead_len;
+    sl_upconn_t *up;
+    sl_dns_waiter_t *dns;
+    int tries;
+    bool upgrade;
+
+    /* response, upstream -> client */
+    bool resp_started; /* any upstream response byte seen */
+    bool resp_head_done;
+    int resp_kind;
+    uint64_t resp_left;
+    sl_h1_chunked_t rchunk;
+    bool resp_dechunk;
+    bool up_keepalive;
+    bool client_close;
+
+    int status;
+    uint64_t bytes_out;
+    uint64_t t_start, t_sent, t_head;
+    uint64_t wall_start_us; /* CLOCK_REALTIME at the start (the PDK's start time) */
+
+    /* plugins (engine.h, pdk.c) */
+    sl_plugin_run_t run;
+    bool plugins_done;      /* the access phase finished (or never applied) */
+    size_t hcap;            /* capacity of h.headers once a plugin changed them */
+    const sl_consumer_t *consumer;
+    const sl_credential_t *credential;
+    sl_str_t up_method, up_path, up_query, up_host; /* set by plugins; p == NULL: unset */
+    struct sl_hdr_op *resp_ops; /* response header changes, in order */
+    size_t nresp_ops, cap_resp_ops;
+    const sl_h1_header_t *resp_headers; /* in header_filter: the upstream's fields */
+    size_t nresp_headers;
+    int exit_status; /* a plugin's response (kong.response.exit); 0: none */
+    const char *exit_body;
+    size_t exit_body_len;
+    const char *source; /* "service", "exit" or "error" */
+    struct sl_ctx_kv *shared; /* kong.ctx.shared */
+};
+
+/* One change to the response headers: set (replace all), add, or clear. */
+enum { SL_HDR_SET, SL_HDR_ADD, SL_HDR_CLEAR };
+struct sl_hdr_op {
+    sl_str_t name, value;
+    int op;
+};
+
+struct sl_ctx_kv {
+    struct sl_ctx_kv *next;
+    const char *key, *value;
+};
+
+#endif

@@ -25,6 +25,8 @@ const sl_conf_key_t sl_dp_conf_keys[] = {
     {"headers", "server_tokens, latency_tokens, X-Kong-Request-Id",
      "response headers to add: server_tokens, latency_tokens, X-Kong-Request-Id, or off"},
     {"client_max_body_size", "0", "largest request body accepted (0 = unlimited), else 413"},
+    {"client_body_buffer_size", "1m",
+     "largest request body read whole for plugins that need it (else 413)"},
     {"client_header_timeout", "60s", "time to receive a request head"},
     {"client_body_timeout", "60s", "longest pause between two reads of a request body"},
     {"keepalive_timeout", "60s", "idle keep-alive connection lifetime"},
@@ -274,6 +276,7 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     sl_conf_split_free(items, n);
 
     sl_conf_get_size(raw, "client_max_body_size", &c->client_max_body_size, errs);
+    sl_conf_get_size(raw, "client_body_buffer_size", &c->client_body_buffer_size, errs);
     sl_conf_get_ms(raw, "client_header_timeout", &c->client_header_timeout_ms, errs);
     sl_conf_get_ms(raw, "client_body_timeout", &c->client_body_timeout_ms, errs);
     sl_conf_get_ms(raw, "keepalive_timeout", &c->keepalive_timeout_ms, errs);

@@ -49,6 +49,7 @@ struct chain_entry {
 
 struct sl_chain_s {
     unsigned phases;
+    bool wants_body; /* some instance reads the request body in access */
     size_t n;
     struct chain_entry e[];
 };
@@ -60,6 +61,7 @@ struct plugin_group {
     const sl_plugin_inst_t *global;
     json_t *by_route, *by_service, *by_route_service; /* key -> instance index */
     bool any_consumer;
+    bool wants_body;         /* some instance of the plugin reads the request body */
     json_t *consumer_scoped; /* array of instance indexes */
 };
 
@@ -230,8 +232,8 @@ static void build_instances(struct sl_gen_plugins_s *gp, json_t *doc, sl_errors_
         const sl_native_plugin_t *impl = sl_native_plugin(name);
         if (!impl) {
             sl_errors_add(errs,
-                          "plugins[%zu].name: plugin '%s' is not available on this data plane",
-                          i, name);
+                          "plugins[%zu].name: plugin '%s' is not available on this data plane", i,
+                          name);
             continue;
         }
         const json_t *config = json_object_get(pv, "config");
@@ -304,10 +306,12 @@ static struct plugin_group *group_instances(struct sl_gen_plugins_s *gp, size_t 
             g->by_route_service = json_object();
             g->consumer_scoped = json_array();
         }
+        if (x->impl->wants_body && x->impl->wants_body(x->conf))
+            g->wants_body = true;
         if (x->consumer_id) {
             char *k = sl_xasprintf("%s" KEY_SEP "%s" KEY_SEP "%s" KEY_SEP "%s", x->info->name,
-                                   x->route_id ? x->route_id : "", x->service_id ? x->service_id : "",
-                                   x->consumer_id);
+                                   x->route_id ? x->route_id : "",
+                                   x->service_id ? x->service_id : "", x->consumer_id);
             set_index(gp->consumer_insts, k, i);
             free(k);
             g->any_consumer = true;
@@ -368,6 +372,7 @@ static struct sl_chain_s *build_chain(const struct sl_gen_plugins_s *gp,
         if (!e.nc && !e.by_consumer)
             continue;
         c->phases |= g->info->phases;
+        c->wants_body |= g->wants_body;
         c->e[c->n++] = e;
     }
     return c;
@@ -400,8 +405,7 @@ static void build_chains(sl_gen_t *g, struct sl_gen_plugins_s *gp)
     for (size_t i = 0; i < g->nroutes; i++) {
         sl_route_t *r = &g->routes[i];
         const char *sid = r->service ? r->service->id : NULL;
-        bool own = (r->id && json_object_get(named, r->id)) ||
-                   (sid && json_object_get(named, sid));
+        bool own = (r->id && json_object_get(named, r->id)) || (sid && json_object_get(named, sid));
         if (!own) {
             r->chain = shared;
             continue;
@@ -466,8 +470,8 @@ const struct sl_chain_s *sl_engine_global_chain(const sl_gen_t *g)
 const sl_consumer_t *sl_engine_consumer(const sl_gen_t *g, const char *id_or_username)
 {
     const struct sl_gen_plugins_s *gp = g->plugins;
-    const json_t *ix = gp && id_or_username ? json_object_get(gp->consumer_index, id_or_username)
-                                            : NULL;
+    const json_t *ix =
+        gp && id_or_username ? json_object_get(gp->consumer_index, id_or_username) : NULL;
     return ix ? &gp->consumers[index_of(ix)] : NULL;
 }
 
@@ -491,6 +495,11 @@ const sl_credential_t *sl_engine_credential(const sl_gen_t *g, const char *table
 unsigned sl_engine_chain_phases(const struct sl_chain_s *chain)
 {
     return chain ? chain->phases : 0;
+}
+
+bool sl_engine_chain_wants_body(const struct sl_chain_s *chain)
+{
+    return chain && chain->wants_body;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -599,6 +608,16 @@ int sl_engine_access(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme)
         }
     }
     return SL_PLUGIN_CONTINUE;
+}
+
+int sl_engine_access_resumed(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme, int rc)
+{
+    leave(run);
+    if (rc == SL_PLUGIN_EXIT) {
+        run->exited = true;
+        return rc;
+    }
+    return sl_engine_access(p, run, scheme);
 }
 
 void sl_engine_collect_global(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme)

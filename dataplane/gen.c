@@ -430,6 +430,7 @@ static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
     for (size_t i = 0; i < g->nservices; i++) {
         struct entity e = entity_at(svcs, "services", i, errs);
         sl_service_t *s = &g->services[i];
+        s->json = e.o;
         s->id = str_dup(&e, "id");
         if (s->id && !json_object_get(g->service_index, s->id))
             json_object_set_new(g->service_index, s->id, json_integer((json_int_t)i));
@@ -576,6 +577,7 @@ static bool compile_route(sl_gen_t *g, json_t *routes, size_t i, sl_route_t *r, 
                           sl_errors_t *errs)
 {
     struct entity e = entity_at(routes, "routes", i, errs);
+    r->json = e.o;
     r->id = str_field(&e, "id");
     r->name = str_field(&e, "name");
     r->label = r->name ? r->name : r->id ? r->id : "";

@@ -43,10 +43,11 @@ typedef struct sl_upstream_s {
 } sl_upstream_t;
 
 typedef struct sl_service_s {
-    char *id, *name;   /* owned; name may be NULL */
-    const char *label; /* borrowed: name, or id when unnamed */
-    char *host;        /* owned */
-    char *path;        /* owned, may be NULL */
+    char *id, *name;    /* owned; name may be NULL */
+    const char *label;  /* borrowed: name, or id when unnamed */
+    const json_t *json; /* borrowed: the entity as configured (logs) */
+    char *host;         /* owned */
+    char *path;         /* owned, may be NULL */
     uint16_t port;
     bool https;
     int retries;
@@ -60,6 +61,7 @@ typedef struct sl_service_s {
 
 typedef struct sl_route_s {
     const char *id, *name;          /* borrowed from the generation's document; name may be NULL */
+    const json_t *json;             /* borrowed: the entity as configured (logs) */
     const char *label;              /* borrowed: name, or id when unnamed (metrics, logs) */
     uint64_t label_key;             /* hash of label, for per-worker metric slots */
     const sl_service_t *service;    /* borrowed; NULL: the route has no service (503) */

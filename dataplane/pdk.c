@@ -16,6 +16,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -55,8 +56,10 @@ static bool line_ok(sl_pdk_t *p, const char *what, const char *s)
 {
     for (const char *c = s; c && *c; c++) {
         if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f) {
-            sl_pdk_log(p, SL_LOG_ERROR, "upstream %s refused: it contains a space or a control "
-                       "character", what);
+            sl_pdk_log(p, SL_LOG_ERROR,
+                       "upstream %s refused: it contains a space or a control "
+                       "character",
+                       what);
             return false;
         }
     }
@@ -247,6 +250,20 @@ uint64_t sl_pdk_connection_requests(sl_pdk_t *p)
     return R(p)->c->nreq;
 }
 
+bool sl_pdk_request_get_raw_body(sl_pdk_t *p, sl_str_t *body)
+{
+    sl_req_t *r = R(p);
+    if (r->body_kind == B_NONE && !r->body_buffered) {
+        *body = SL_STR("");
+        return true;
+    }
+    if (!r->body_buffered || !r->body_buf)
+        return false;
+    size_t n = evbuffer_get_length(r->body_buf);
+    *body = (sl_str_t){n ? (const char *)evbuffer_pullup(r->body_buf, -1) : "", n};
+    return true;
+}
+
 /* ------------------------------------------------------------- kong.client */
 
 const char *sl_pdk_client_get_ip(sl_pdk_t *p)
@@ -387,6 +404,24 @@ void sl_pdk_service_request_set_raw_query(sl_pdk_t *p, const char *query)
     if (!line_ok(p, "query", query))
         return;
     R(p)->up_query = copy_str(R(p), query);
+}
+
+void sl_pdk_service_request_set_raw_body(sl_pdk_t *p, const char *body, size_t len)
+{
+    sl_req_t *r = R(p);
+    if (!r->body_done && !r->body_buffered) {
+        /* The client's body is still streaming in: it cannot be replaced. */
+        sl_pdk_log(p, SL_LOG_ERROR,
+                   "set_raw_body refused: the request body was not read first "
+                   "(the plugin must declare wants_body)");
+        return;
+    }
+    if (!r->body_buf)
+        r->body_buf = evbuffer_new();
+    evbuffer_drain(r->body_buf, evbuffer_get_length(r->body_buf));
+    evbuffer_add(r->body_buf, body, len);
+    r->body_buffered = true;
+    r->body_replaced = true;
 }
 
 struct arg_drop {
@@ -658,6 +693,24 @@ void **sl_pdk_ctx_plugin(sl_pdk_t *p)
         return r->run.current_slot;
     none = NULL;
     return &none;
+}
+
+void sl_pdk_suspend(sl_pdk_t *p, void (*abort_cb)(void *arg), void *arg)
+{
+    sl_req_t *r = R(p);
+    r->suspended = true;
+    r->abort_cb = abort_cb;
+    r->abort_arg = arg;
+}
+
+struct event_base *sl_pdk_event_base(sl_pdk_t *p)
+{
+    return R(p)->c->w->base;
+}
+
+int sl_pdk_worker_id(sl_pdk_t *p)
+{
+    return R(p)->c->w->id;
 }
 
 void *sl_pdk_alloc(sl_pdk_t *p, size_t n)

@@ -60,6 +60,12 @@ const char *sl_pdk_server_get_addr(sl_pdk_t *p);
 uint64_t sl_pdk_connection_serial(sl_pdk_t *p);
 uint64_t sl_pdk_connection_requests(sl_pdk_t *p);
 
+/* kong.request.get_raw_body: the whole request body, read before the access
+ * phase because a plugin of the route wants it (sl_native_plugin_t
+ * wants_body). True with len 0 when there is no body; false when the body
+ * was not read (no plugin asked for it). */
+bool sl_pdk_request_get_raw_body(sl_pdk_t *p, sl_str_t *body);
+
 /* ---- kong.client -------------------------------------------------------- */
 
 /* The peer's address, and the client's address as trusted proxies report
@@ -103,6 +109,10 @@ void sl_pdk_service_request_set_method(sl_pdk_t *p, const char *method);
 void sl_pdk_service_request_set_path(sl_pdk_t *p, const char *path);
 /* The raw query string, without '?' ("" removes it). */
 void sl_pdk_service_request_set_raw_query(sl_pdk_t *p, const char *query);
+/* kong.service.request.set_raw_body: the body sent upstream instead of the
+ * client's (with its Content-Length; chunked framing is dropped). Only once
+ * the client's body was read (wants_body) or when it had none. */
+void sl_pdk_service_request_set_raw_body(sl_pdk_t *p, const char *body, size_t len);
 /* Removes every occurrence of a query argument. */
 void sl_pdk_service_request_clear_query_arg(sl_pdk_t *p, const char *name);
 
@@ -157,6 +167,24 @@ const char *sl_pdk_ctx_shared_get(sl_pdk_t *p, const char *key);
  * a plugin's access handler leaves there its header_filter and log see. */
 void **sl_pdk_ctx_plugin(sl_pdk_t *p);
 
+/*
+ * Asynchronous work in an access handler (a network call): the handler
+ * starts it, calls sl_pdk_suspend, and returns SL_PLUGIN_SUSPEND. When the
+ * work is done, call sl_pdk_resume from the worker's event loop (never from
+ * inside the handler) with what the handler would have returned
+ * (SL_PLUGIN_CONTINUE, or SL_PLUGIN_EXIT after sl_pdk_response_exit*); the
+ * request goes on with the next plugin. If the request goes away first (the
+ * client closed, the worker shuts down), abort_cb(arg) is called instead and
+ * the handle must not be used again. The work must bound its own time.
+ */
+void sl_pdk_suspend(sl_pdk_t *p, void (*abort_cb)(void *arg), void *arg);
+void sl_pdk_resume(sl_pdk_t *p, int rc);
+
+/* The worker's event loop (libevent), for asynchronous work and timers. */
+struct event_base *sl_pdk_event_base(sl_pdk_t *p);
+/* The worker's index, 0 .. workers-1 (per-worker state). */
+int sl_pdk_worker_id(sl_pdk_t *p);
+
 /* Memory that lives as long as the request. */
 void *sl_pdk_alloc(sl_pdk_t *p, size_t n);
 char *sl_pdk_strndup(sl_pdk_t *p, const char *s, size_t n);
@@ -165,6 +193,17 @@ char *sl_pdk_strndup(sl_pdk_t *p, const char *s, size_t n);
  * (microseconds, CLOCK_REALTIME; Kong's ngx.req.start_time() * 1e6). */
 const char *sl_pdk_request_id(sl_pdk_t *p);
 uint64_t sl_pdk_request_start_us(sl_pdk_t *p);
+
+/*
+ * kong.log.serialize: the request's log object as Kong's log plugins send
+ * it (request, response, route, service, consumer, latencies, client_ip,
+ * upstream_uri, started_at, tries, ...), a new reference the caller owns.
+ * Meaningful in the log phase. (dataplane/serialize.c)
+ */
+json_t *sl_pdk_log_serialize(sl_pdk_t *p);
+/* kong.log.set_serialize_value: sets (or with NULL removes) a dotted key of
+ * the serialized object ("request.headers.x", "my_field"). */
+void sl_pdk_log_set_serialize_value(sl_pdk_t *p, const char *key, const char *value);
 
 /* kong.log.<level> (SL_LOG_*): a line prefixed with the plugin's name. */
 void sl_pdk_log(sl_pdk_t *p, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

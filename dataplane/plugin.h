@@ -61,15 +61,26 @@ typedef struct sl_native_plugin_s {
      */
     void *(*configure)(const json_t *config, const char *instance_id, char *err, size_t errlen);
     void (*dispose)(void *conf);
+    /* Optional: whether an instance's access handler reads the request
+     * body (sl_pdk_request_get_raw_body). When one of a route's instances
+     * does, the proxy reads the whole body (up to client_body_buffer_size)
+     * before the access phase. */
+    bool (*wants_body)(const void *conf);
     /* Phase handlers; NULL where the plugin has none. */
     int (*access)(sl_pdk_t *pdk, void *conf);
     void (*header_filter)(sl_pdk_t *pdk, void *conf);
     void (*log)(sl_pdk_t *pdk, void *conf);
+    /* Optional: called on each worker thread once its event loop has ended
+     * (the loop's event_base is still valid): close the worker's
+     * connections, flush its queues. */
+    void (*worker_exit)(void);
 } sl_native_plugin_t;
 
 /* The native implementation of a plugin, or NULL (plugins/registry.c). */
 const sl_native_plugin_t *sl_native_plugin(const char *name);
 size_t sl_native_plugin_count(void);
+/* Calls every implementation's worker_exit (on the worker's thread). */
+void sl_native_plugins_worker_exit(void);
 
 /* One configured plugin instance in a generation. */
 typedef struct sl_plugin_inst_s {

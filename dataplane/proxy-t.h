@@ -35,7 +35,7 @@ struct sl_conn_s {
     struct sockaddr_storage peer;
     char peer_ip[INET6_ADDRSTRLEN];
     uint16_t peer_port, local_port;
-    uint64_t serial;                  /* nginx's $connection: numbered per worker from 1 */
+    uint64_t serial;                 /* nginx's $connection: numbered per worker from 1 */
     char local_ip[INET6_ADDRSTRLEN]; /* filled when first asked for */
     bool trusted;
     int state;
@@ -113,20 +113,31 @@ struct sl_req_s {
 
     /* plugins (engine.h, pdk.c) */
     sl_plugin_run_t run;
-    bool plugins_done;      /* the access phase finished (or never applied) */
-    size_t hcap;            /* capacity of h.headers once a plugin changed them */
+    bool suspended;           /* an access handler waits (sl_pdk_suspend) */
+    void (*abort_cb)(void *); /* what to call if the request goes away meanwhile */
+    void *abort_arg;
+    size_t hcap; /* capacity of h.headers once a plugin changed them */
     const sl_consumer_t *consumer;
     const sl_credential_t *credential;
     sl_str_t up_method, up_path, up_query, up_host; /* set by plugins; p == NULL: unset */
-    struct sl_hdr_op *resp_ops; /* response header changes, in order */
+    struct sl_hdr_op *resp_ops;                     /* response header changes, in order */
     size_t nresp_ops, cap_resp_ops;
     const sl_h1_header_t *resp_headers; /* in header_filter: the upstream's fields */
     size_t nresp_headers;
     int exit_status; /* a plugin's response (kong.response.exit); 0: none */
     const char *exit_body;
     size_t exit_body_len;
-    const char *source; /* "service", "exit" or "error" */
-    struct sl_ctx_kv *shared; /* kong.ctx.shared */
+    const char *source;    /* "service", "exit" or "error" */
+    const char *sent_head; /* the response head as sent, kept when a log handler runs */
+    size_t sent_head_len;
+    uint64_t bytes_in; /* request head and body bytes read */
+    /* The body read whole before access when a plugin wants it: */
+    bool buffering;                     /* being read */
+    bool body_buffered;                 /* read: body_buf holds it (dechunked) */
+    struct evbuffer *body_buf;          /* owned */
+    bool body_replaced;                 /* set_raw_body: body_buf is the plugin's */
+    struct sl_ctx_kv *shared;           /* kong.ctx.shared */
+    struct sl_ctx_kv *serialize_values; /* kong.log.set_serialize_value (serialize.c) */
 };
 
 /* One change to the response headers: set (replace all), add, or clear. */

@@ -25,6 +25,7 @@
 #include "arena.h"
 #include "engine.h"
 #include "h1_parser.h"
+#include "pdk.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -63,6 +64,7 @@ static void upconn_close(sl_upconn_t *u);
 static void send_exit(sl_req_t *r);
 static void add_op_headers(sl_sb_t *b, const sl_req_t *r, bool skip_content_type);
 static void run_header_filter(sl_req_t *r, int status, const sl_h1_header_t *hs, size_t n);
+static void keep_head(sl_req_t *r, const char *head, size_t len);
 
 /* The request is the PDK's handle (pdk.c). */
 #define PDK(r) ((sl_pdk_t *)(r))
@@ -466,6 +468,8 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
     if (extra_headers)
         sl_sb_adds(&b, extra_headers);
     sl_sb_addlit(&b, "\r\n");
+    if (r)
+        keep_head(r, b.p, b.len);
     if (!(r && sl_str_caseeq_lit(r->h.method, "HEAD")))
         sl_sb_add(&b, body.p, body.len);
     evbuffer_add(bufferevent_get_output(c->bev), b.p, b.len);
@@ -525,6 +529,15 @@ static void add_op_headers(sl_sb_t *b, const sl_req_t *r, bool skip_content_type
 
 /* Runs the collected plugins' header_filter for a response with this status
  * and, when it came from upstream, these fields. */
+/* Keeps the response head as sent, when a log handler will want it. */
+static void keep_head(sl_req_t *r, const char *head, size_t len)
+{
+    if (!r->run.nran || !(sl_engine_chain_phases(r->run.chain) & SL_PHASE_LOG))
+        return;
+    r->sent_head = sl_arena_strndup(&r->arena, head, len);
+    r->sent_head_len = len;
+}
+
 static void run_header_filter(sl_req_t *r, int status, const sl_h1_header_t *hs, size_t n)
 {
     if (!r->run.nran || !(sl_engine_chain_phases(r->run.chain) & SL_PHASE_HEADER_FILTER))
@@ -585,6 +598,7 @@ static void send_exit(sl_req_t *r)
         sl_sb_addlit(&b, "\r\n");
     }
     sl_sb_addlit(&b, "\r\n");
+    keep_head(r, b.p, b.len);
     size_t body = 0;
     if (!bodiless && r->exit_body_len && !sl_str_caseeq_lit(r->h.method, "HEAD")) {
         sl_sb_add(&b, r->exit_body, r->exit_body_len);
@@ -703,6 +717,13 @@ static sl_req_t *req_new(sl_conn_t *c)
 static void req_free(sl_req_t *r)
 {
     sl_worker_t *w = r->c->w;
+    if (r->body_buf)
+        evbuffer_free(r->body_buf);
+    if (r->suspended && r->abort_cb) {
+        /* A plugin still waits for this request: tell it first. */
+        r->suspended = false;
+        r->abort_cb(r->abort_arg);
+    }
     if (r->dns)
         sl_dns_cancel(w, r->dns);
     if (r->gen)
@@ -806,6 +827,11 @@ static void rebase(sl_str_t *s, const char *from, const char *to)
 
 static void build_upstream_head(sl_req_t *r);
 static void proxy_request(sl_req_t *r);
+static void after_access(sl_req_t *r, int rc);
+static void start_buffering(sl_req_t *r);
+static int buffer_request_body(sl_req_t *r);
+static int chunked_scan(sl_h1_chunked_t *st, struct evbuffer *buf, size_t *n, bool *done,
+                        sl_h1_data_cb cb, void *ud, sl_h1_error_t *err);
 
 /* Routes a parsed request, runs its access plugins and starts proxying it. */
 static void process_request(sl_req_t *r)
@@ -878,20 +904,127 @@ static void process_request(sl_req_t *r)
 
     if (r->route->chain) {
         sl_engine_run_init(&r->run, r->route->chain, &r->arena);
-        int rc = sl_engine_access(PDK(r), &r->run, SL_PROTO_HTTP);
-        if (rc == SL_PLUGIN_EXIT) {
-            send_exit(r);
+        if (sl_engine_chain_wants_body(r->route->chain) && !r->body_done) {
+            start_buffering(r); /* access runs once the body is in */
             return;
         }
-        if (rc != SL_PLUGIN_CONTINUE) {
-            SL_ERROR("worker %d: plugin %s: an access handler returned %d (waiting handlers "
-                     "are not supported yet)",
-                     w->id, r->run.current ? r->run.current->info->name : "?", rc);
-            send_json(c, r, 500, "An unexpected error occurred", NULL, true);
-            return;
-        }
+        after_access(r, sl_engine_access(PDK(r), &r->run, SL_PROTO_HTTP));
+        return;
     }
     proxy_request(r);
+}
+
+/* ------------------------------------------ request bodies read for plugins */
+
+static void on_buffered_data(void *ud, const char *p, size_t n)
+{
+    evbuffer_add(ud, p, n);
+}
+
+/*
+ * Reads what the client sent of the body into r->body_buf (chunked framing
+ * removed) and, once it is complete, runs the access phase. A body larger
+ * than client_body_buffer_size is refused with 413: plugins that read the
+ * body need it whole. Returns SL_OK, or SL_DONE when the request was
+ * answered (r may be freed).
+ */
+static int buffer_request_body(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    uint64_t max = c->w->conf->client_body_buffer_size;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    bool done = false;
+    if (r->body_kind == B_LENGTH) {
+        if (r->body_left > max) {
+            send_json(c, r, 413,
+                      "Request body larger than client_body_buffer_size (the route's "
+                      "plugins read it whole)",
+                      NULL, true);
+            return SL_DONE;
+        }
+        size_t n = (size_t)SL_MIN((uint64_t)avail, r->body_left);
+        evbuffer_remove_buffer(in, r->body_buf, n);
+        r->bytes_in += n;
+        r->body_left -= n;
+        done = r->body_left == 0;
+    } else {
+        size_t n;
+        sl_h1_error_t err = {0, NULL};
+        int rc = chunked_scan(&r->chunk, in, &n, &done, on_buffered_data, r->body_buf, &err);
+        evbuffer_drain(in, n);
+        r->bytes_in += n;
+        if (rc < 0) {
+            send_json(c, r, err.status ? err.status : 400,
+                      err.message ? err.message : "Bad request", NULL, true);
+            return SL_DONE;
+        }
+        if (evbuffer_get_length(r->body_buf) > max) {
+            send_json(c, r, 413,
+                      "Request body larger than client_body_buffer_size (the route's "
+                      "plugins read it whole)",
+                      NULL, true);
+            return SL_DONE;
+        }
+    }
+    if (!done) {
+        if (!(bufferevent_get_enabled(c->bev) & EV_READ))
+            bufferevent_enable(c->bev, EV_READ);
+        return SL_OK;
+    }
+    r->buffering = false;
+    r->body_done = true;
+    r->body_buffered = true;
+    client_body_timeout(c, false);
+    after_access(r, sl_engine_access(PDK(r), &r->run, SL_PROTO_HTTP));
+    return SL_DONE;
+}
+
+static void start_buffering(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    r->buffering = true;
+    r->body_buf = evbuffer_new();
+    if (r->h.expect_continue && r->h.minor_version == 1) {
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        flush_out(c->bev);
+    }
+    client_body_timeout(c, true);
+    buffer_request_body(r);
+}
+
+/* Acts on what the access phase came to. */
+static void after_access(sl_req_t *r, int rc)
+{
+    switch (rc) {
+    case SL_PLUGIN_CONTINUE:
+        proxy_request(r);
+        return;
+    case SL_PLUGIN_EXIT:
+        send_exit(r);
+        return;
+    case SL_PLUGIN_SUSPEND:
+        if (r->suspended)
+            return; /* sl_pdk_resume carries on */
+        break;
+    }
+    SL_ERROR("worker %d: plugin %s: an access handler returned %d%s", r->c->w->id,
+             r->run.current ? r->run.current->info->name : "?", rc,
+             rc == SL_PLUGIN_SUSPEND ? " without calling sl_pdk_suspend" : "");
+    send_json(r->c, r, 500, "An unexpected error occurred", NULL, true);
+}
+
+void sl_pdk_resume(sl_pdk_t *p, int rc)
+{
+    sl_req_t *r = (sl_req_t *)p;
+    if (!r->suspended) {
+        SL_ERROR("worker %d: sl_pdk_resume on a request that is not suspended", r->c->w->id);
+        return;
+    }
+    r->suspended = false;
+    r->abort_cb = NULL;
+    r->abort_arg = NULL;
+    after_access(r, sl_engine_access_resumed(p, &r->run, SL_PROTO_HTTP, rc));
 }
 
 /* Sends a routed request upstream once its plugins let it through. */
@@ -992,7 +1125,11 @@ static void build_upstream_head(sl_req_t *r)
         sl_sb_header(&b, hs[i].name.p, hs[i].name.len, hs[i].value.p, hs[i].value.len);
     }
 
-    if (r->body_kind == B_LENGTH) {
+    if (r->body_buffered) {
+        sl_sb_addlit(&b, "Content-Length: ");
+        sl_sb_addu(&b, evbuffer_get_length(r->body_buf));
+        sl_sb_addlit(&b, "\r\n");
+    } else if (r->body_kind == B_LENGTH) {
         sl_sb_addlit(&b, "Content-Length: ");
         sl_sb_addu(&b, r->body_left);
         sl_sb_addlit(&b, "\r\n");
@@ -1169,6 +1306,7 @@ static void conn_resume(sl_conn_t *c)
             rebase(&r->h.headers[i].value, buf, copy);
         }
         evbuffer_drain(in, consumed);
+        r->bytes_in = consumed;
         c->scanned = 0;
         c->req = r;
         c->state = C_BUSY;
@@ -1180,6 +1318,8 @@ static void conn_resume(sl_conn_t *c)
     c->in_resume = false;
     if (c->close_pending)
         conn_close(c);
+    else if (c->state == C_BUSY && c->req && c->req->buffering)
+        buffer_request_body(c->req); /* last: it may finish the request */
     else if (c->state == C_BUSY && c->req && !c->req->body_done)
         pump_request_body(c->req); /* last: it may finish the request */
 }
@@ -1342,6 +1482,11 @@ static void attach_upstream(sl_req_t *r, sl_upconn_t *u)
     }
     bufferevent_enable(u->bev, EV_READ);
     evbuffer_add(bufferevent_get_output(u->bev), r->uphead, r->uphead_len);
+    /* A body read whole for the plugins is copied after the head on every
+     * attempt: it can be sent again on a retry. */
+    if (r->body_buffered && evbuffer_get_length(r->body_buf))
+        evbuffer_add(bufferevent_get_output(u->bev), evbuffer_pullup(r->body_buf, -1),
+                     evbuffer_get_length(r->body_buf));
     pump_request_body(r);
 }
 
@@ -1500,6 +1645,11 @@ static int pump_request_body(sl_req_t *r)
 {
     if (!r->up)
         return SL_OK;
+    if (r->body_buffered) { /* went out with the head (attach_upstream) */
+        if (r->up->connected)
+            flush_out(r->up->bev);
+        return SL_OK;
+    }
     if (r->body_done) {
         if (r->up->connected)
             flush_out(r->up->bev);
@@ -1517,6 +1667,7 @@ static int pump_request_body(sl_req_t *r)
     if (r->body_kind == B_LENGTH) {
         size_t n = (size_t)SL_MIN((uint64_t)avail, r->body_left);
         evbuffer_remove_buffer(in, out, n);
+        r->bytes_in += n;
         r->body_left -= n;
         r->body_forwarded = true;
         if (r->body_left == 0)
@@ -1539,6 +1690,7 @@ static int pump_request_body(sl_req_t *r)
             return SL_DONE;
         }
         evbuffer_remove_buffer(in, out, n);
+        r->bytes_in += n;
         r->body_forwarded = true;
         if (done)
             r->body_done = true;
@@ -1668,6 +1820,7 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
         sl_sb_addlit(&b, "\r\n");
     }
     sl_sb_addlit(&b, "\r\n");
+    keep_head(r, b.p, b.len);
     evbuffer_add(bufferevent_get_output(c->bev), b.p, b.len);
     sl_sb_dispose(&b);
 }
@@ -1929,7 +2082,9 @@ static void on_client_read(struct bufferevent *bev, void *arg)
         conn_resume(c);
         break;
     case C_BUSY:
-        if (c->req && !c->req->body_done && c->req->up) {
+        if (c->req && c->req->buffering) {
+            buffer_request_body(c->req);
+        } else if (c->req && !c->req->body_done && c->req->up) {
             pump_request_body(c->req);
         } else if (evbuffer_get_length(bufferevent_get_input(bev)) > SL_BUF_HIGH) {
             /* Pipelined requests pile up while one is served: stop reading. */

@@ -5,6 +5,7 @@
  * until drained, and is joined and freed by the main thread.
  */
 #include "worker.h"
+#include "plugin.h"
 #include "log.h"
 #include "util.h"
 
@@ -124,6 +125,7 @@ static void *worker_main(void *arg)
     sl_worker_t *w = arg;
     SL_DEBUG("worker %d: started", w->id);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    sl_native_plugins_worker_exit();
     SL_DEBUG("worker %d: stopped", w->id);
     atomic_fetch_add(w->done, 1);
     return NULL;

@@ -6,11 +6,12 @@ PY=${PYTHON:-python3}
 fail=0
 need() { echo "missing: $1 -- run 'make deps' to install it" >&2; fail=1; }
 for pc in libevent libevent_openssl libevent_pthreads openssl libpcre2-8 jansson yaml-0.1 lmdb cmocka \
-    libprotobuf-c libzstd; do
+    libprotobuf-c libzstd hiredis; do
     pkg-config --exists "$pc" 2>/dev/null || need "pkg-config module $pc"
 done
 command -v "$PY" >/dev/null 2>&1 || need "$PY"
 command -v protoc-c >/dev/null 2>&1 || need "protoc-c (protobuf-c-compiler)"
+command -v redis-server >/dev/null 2>&1 || need "redis-server (rate-limiting's redis policy is tested against it)"
 $PY -c 'import pytest' 2>/dev/null || need "python module pytest"
 if [ -f tests/requirements.txt ]; then
     while read -r line; do

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(build-essential pkg-config libevent-dev libssl-dev libpcre2-dev libjansson-dev
           libyaml-dev libcmocka-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
-          libzstd-dev zstd openssl wrk nginx-light clang-format curl procps)
+          libzstd-dev zstd libhiredis-dev redis-server openssl wrk nginx-light clang-format curl
+          procps)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -19,7 +20,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
     # The nginx package starts a service on port 80; the benchmark runs its own.
-    if command -v service >/dev/null 2>&1; then $SUDO service nginx stop >/dev/null 2>&1 || true; fi
+    # The nginx and redis packages start services; the benchmark and the tests run their own.
+    if command -v service >/dev/null 2>&1; then
+        $SUDO service nginx stop >/dev/null 2>&1 || true
+        $SUDO service redis-server stop >/dev/null 2>&1 || true
+    fi
 fi
 
 PY=${PYTHON:-python3}

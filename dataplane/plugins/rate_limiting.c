@@ -36,9 +36,17 @@
  * them all out, Retry-After included (Kong computes Retry-After only with the
  * other headers).
  *
- * Policies `cluster` (a database) and `redis` are refused by configure() for
- * now; redis will come with asynchronous handlers. fault_tolerant and
- * sync_rate only matter to those policies and are ignored.
+ * Policy `redis` keeps the counters in Redis, shared by every node: one
+ * EVAL per request checks every window and counts the request in all of
+ * them only when each has a request left, atomically (Kong reads and
+ * increments separately). The handler suspends the request while Redis
+ * answers (dataplane/redis.c: one connection per worker, bounded by
+ * config.redis.timeout). When Redis fails, config.fault_tolerant lets the
+ * request through without headers (logged); otherwise it gets a 500.
+ * Keys: ratelimit:<instance id>:<digest of the identifier>:<window start>:
+ * <period>, expiring with their window. TLS to Redis is refused by
+ * configure() (not supported yet), as is policy `cluster` (a database);
+ * sync_rate is not used (every request goes to Redis).
  *
  * configure() and dispose() run on the thread that builds a generation;
  * access() runs on any worker, concurrently, with a read-only conf; the
@@ -48,6 +56,7 @@
 #include "log.h"
 #include "pdk.h"
 #include "plugin.h"
+#include "redis.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -247,6 +256,9 @@ static const char *const limit_by_names[] = {"consumer", "credential", "ip",
 
 struct conf {
     char *instance_id; /* owned */
+    bool redis;        /* policy redis, else local */
+    bool fault_tolerant;
+    sl_redis_target_t target;
     bool has[NPERIODS];
     double limit[NPERIODS];
     enum limit_by by;
@@ -303,6 +315,66 @@ static bool optional_bool(const json_t *config, const char *name, bool dflt, boo
     return true;
 }
 
+/* Copies a string field of config.redis into out (size n); absent or null
+ * leaves "". */
+static bool redis_string(const json_t *r, const char *name, char *out, size_t n, bool required,
+                         char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(r, name);
+    out[0] = '\0';
+    if (!v || json_is_null(v)) {
+        if (required)
+            snprintf(err, errlen, "config.redis.%s: required field missing (policy is redis)",
+                     name);
+        return !required;
+    }
+    if (!json_is_string(v) || json_string_length(v) >= n ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        snprintf(err, errlen, "config.redis.%s: expected a string of at most %zu bytes", name,
+                 n - 1);
+        return false;
+    }
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return true;
+}
+
+static bool redis_int(const json_t *r, const char *name, int dflt, int min, int max, int *out,
+                      char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(r, name);
+    *out = dflt;
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        snprintf(err, errlen, "config.redis.%s: expected an integer between %d and %d", name, min,
+                 max);
+        return false;
+    }
+    *out = (int)json_integer_value(v);
+    return true;
+}
+
+/* config.redis for policy redis. */
+static bool read_redis(const json_t *r, sl_redis_target_t *t, char *err, size_t errlen)
+{
+    if (!json_is_object(r)) {
+        snprintf(err, errlen, "config.redis: required with policy redis");
+        return false;
+    }
+    if (json_is_true(json_object_get(r, "ssl"))) {
+        snprintf(err, errlen,
+                 "config.redis.ssl: TLS to Redis is not supported by this data plane yet");
+        return false;
+    }
+    return redis_string(r, "host", t->host, sizeof(t->host), true, err, errlen) &&
+           redis_string(r, "username", t->username, sizeof(t->username), false, err, errlen) &&
+           redis_string(r, "password", t->password, sizeof(t->password), false, err, errlen) &&
+           redis_int(r, "port", 6379, 1, 65535, &t->port, err, errlen) &&
+           redis_int(r, "database", 0, 0, 1 << 20, &t->database, err, errlen) &&
+           redis_int(r, "timeout", 2000, 0, 2147483646, &t->timeout_ms, err, errlen) &&
+           (t->timeout_ms ? true : (t->timeout_ms = 60000, true)); /* 0: still bounded */
+}
+
 /* Reads config.policy, the periods and the rest; see the design comment for
  * what is refused. Returns the conf or NULL with err naming the field. */
 static void *configure(const json_t *config, const char *instance_id, char *err, size_t errlen)
@@ -317,7 +389,8 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
             snprintf(err, errlen, "config.policy: expected a string");
             return NULL;
         }
-        if (strcmp(json_string_value(policy), "local") != 0) {
+        if (strcmp(json_string_value(policy), "local") != 0 &&
+            strcmp(json_string_value(policy), "redis") != 0) {
             snprintf(err, errlen, "config.policy: '%.64s' is not supported by this data plane yet",
                      json_string_value(policy));
             return NULL;
@@ -325,6 +398,11 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
     }
 
     struct conf *c = sl_xcalloc(1, sizeof(*c));
+    c->redis = policy && json_is_string(policy) && !strcmp(json_string_value(policy), "redis");
+    if (c->redis && !read_redis(json_object_get(config, "redis"), &c->target, err, errlen))
+        goto fail;
+    if (!optional_bool(config, "fault_tolerant", true, &c->fault_tolerant, err, errlen))
+        goto fail;
     size_t nlimits = 0;
     for (int p = 0; p < NPERIODS; p++) {
         const json_t *v = json_object_get(config, period_names[p]);
@@ -568,6 +646,136 @@ static int64_t set_headers(sl_pdk_t *p, const struct conf *c, const struct usage
     return reset;
 }
 
+/* ------------------------------------------------------------------------ */
+/* policy redis                                                              */
+
+/* Checks every window (KEYS[i], limit ARGV[2i-1], lifetime ARGV[2i]) and
+ * counts the request in all of them only if each has one left; returns the
+ * counts before this request and 1 (counted) or 0 (refused). */
+static const char check_script[] =
+    "local counts = {}\n"
+    "local allowed = 1\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  local c = tonumber(redis.call('GET', k) or '0')\n"
+    "  counts[i] = c\n"
+    "  if c >= tonumber(ARGV[2 * i - 1]) then allowed = 0 end\n"
+    "end\n"
+    "if allowed == 1 then\n"
+    "  for i, k in ipairs(KEYS) do\n"
+    "    if redis.call('INCR', k) == 1 then redis.call('EXPIRE', k, ARGV[2 * i]) end\n"
+    "  end\n"
+    "end\n"
+    "counts[#KEYS + 1] = allowed\n"
+    "return counts\n";
+
+/* A request waiting for Redis (in the request's arena). */
+struct wait {
+    sl_pdk_t *p;
+    const struct conf *c;
+    sl_redis_call_t *call;
+    int64_t now;
+    int periods[NPERIODS]; /* the configured periods, in key order */
+    int n;
+    int64_t start[NPERIODS];
+};
+
+static void on_abort(void *arg)
+{
+    struct wait *w = arg;
+    sl_redis_cancel(w->call);
+}
+
+/* Sets the headers and answers as the local policy does. */
+static int decide(sl_pdk_t *p, const struct conf *c, const struct usage *u, int64_t now)
+{
+    int64_t reset = 0;
+    if (!c->hide_client_headers)
+        reset = set_headers(p, c, u, now);
+    if (u->stop < 0)
+        return SL_PLUGIN_CONTINUE;
+    if (!c->hide_client_headers)
+        sl_pdk_response_set_header(p, "Retry-After", number_text(p, (double)reset));
+    return sl_pdk_response_exit_message(p, c->error_code, c->error_message);
+}
+
+static void on_redis_reply(const redisReply *reply, const char *err, void *arg)
+{
+    struct wait *w = arg;
+    sl_pdk_t *p = w->p;
+    const struct conf *c = w->c;
+    bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == (size_t)w->n + 1;
+    for (size_t i = 0; ok && i < reply->elements; i++)
+        ok = reply->element[i]->type == REDIS_REPLY_INTEGER;
+    if (!ok) {
+        sl_pdk_log(p, SL_LOG_ERROR, "redis %s:%d: %s%s", c->target.host, c->target.port,
+                   err ? err : "unexpected reply",
+                   c->fault_tolerant ? "; the request goes through (fault_tolerant)" : "");
+        sl_pdk_resume(p, c->fault_tolerant
+                             ? SL_PLUGIN_CONTINUE
+                             : sl_pdk_response_error(p, 500, "An unexpected error occurred"));
+        return;
+    }
+    struct usage u = {.stop = -1};
+    bool allowed = reply->element[w->n]->integer == 1;
+    for (int i = 0; i < w->n; i++) {
+        int k = w->periods[i];
+        u.start[k] = w->start[k];
+        u.remaining[k] = c->limit[k] - (double)reply->element[i]->integer;
+        if (!allowed && u.remaining[k] <= 0)
+            u.stop = k;
+    }
+    if (!allowed && u.stop < 0)
+        u.stop = w->periods[0]; /* a count moved between the check and now: refuse anyway */
+    sl_pdk_resume(p, decide(p, c, &u, w->now));
+}
+
+/* Starts the check on Redis and suspends the request. */
+static int redis_access(sl_pdk_t *p, const struct conf *c, const uint8_t *key, int64_t now)
+{
+    struct wait *w = sl_pdk_alloc(p, sizeof(*w));
+    memset(w, 0, sizeof(*w));
+    w->p = p;
+    w->c = c;
+    w->now = now;
+    char ident[2 * KEY_LEN + 1];
+    sl_hex_encode(key, KEY_LEN, ident);
+    const char *argv[3 + 3 * NPERIODS];
+    size_t lens[3 + 3 * NPERIODS];
+    char *keys[NPERIODS], *args[2 * NPERIODS];
+    int argc = 0;
+    for (int k = 0; k < NPERIODS; k++) {
+        if (!c->has[k])
+            continue;
+        int64_t start, end;
+        window_of(k, now, &start, &end);
+        w->start[k] = start;
+        w->periods[w->n++] = k;
+        char buf[256];
+        int n = snprintf(buf, sizeof(buf), "ratelimit:%s:%s:%lld:%s", c->instance_id, ident,
+                         (long long)start, period_names[k]);
+        keys[w->n - 1] = sl_pdk_strndup(p, buf, (size_t)n);
+        n = snprintf(buf, sizeof(buf), "%.17g", c->limit[k]);
+        args[2 * (w->n - 1)] = sl_pdk_strndup(p, buf, (size_t)n);
+        n = snprintf(buf, sizeof(buf), "%lld", (long long)(end - now + 1));
+        args[2 * (w->n - 1) + 1] = sl_pdk_strndup(p, buf, (size_t)n);
+    }
+    char nkeys[8];
+    snprintf(nkeys, sizeof(nkeys), "%d", w->n);
+    argv[argc++] = "EVAL";
+    argv[argc++] = check_script;
+    argv[argc++] = nkeys;
+    for (int i = 0; i < w->n; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; i < 2 * w->n; i++)
+        argv[argc++] = args[i];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    w->call =
+        sl_redis_command(sl_pdk_event_base(p), &c->target, argc, argv, lens, on_redis_reply, w);
+    sl_pdk_suspend(p, on_abort, w);
+    return SL_PLUGIN_SUSPEND;
+}
+
 static int on_access(sl_pdk_t *p, void *vconf)
 {
     const struct conf *c = vconf;
@@ -577,6 +785,8 @@ static int on_access(sl_pdk_t *p, void *vconf)
 
     uint8_t key[KEY_LEN];
     key_of(p, c, identifier_of(p, c), key);
+    if (c->redis)
+        return redis_access(p, c, key, now);
     struct usage u;
     if (check_and_count(c, key, now, &u)) {
         int64_t last = atomic_load(&last_eviction_log);
@@ -587,14 +797,7 @@ static int on_access(sl_pdk_t *p, void *vconf)
                        NSTRIPES * STRIPE_CAP);
     }
 
-    int64_t reset = 0;
-    if (!c->hide_client_headers)
-        reset = set_headers(p, c, &u, now);
-    if (u.stop < 0)
-        return SL_PLUGIN_CONTINUE;
-    if (!c->hide_client_headers)
-        sl_pdk_response_set_header(p, "Retry-After", number_text(p, (double)reset));
-    return sl_pdk_response_exit_message(p, c->error_code, c->error_message);
+    return decide(p, c, &u, now);
 }
 
 const sl_native_plugin_t sl_plugin_rate_limiting = {
@@ -602,4 +805,5 @@ const sl_native_plugin_t sl_plugin_rate_limiting = {
     .configure = configure,
     .dispose = dispose,
     .access = on_access,
+    .worker_exit = sl_redis_worker_exit,
 };

@@ -14,8 +14,12 @@ NATIVE(sl_plugin_acl)
 NATIVE(sl_plugin_basic_auth)
 NATIVE(sl_plugin_correlation_id)
 NATIVE(sl_plugin_cors)
+NATIVE(sl_plugin_file_log)
+NATIVE(sl_plugin_http_log)
 NATIVE(sl_plugin_ip_restriction)
+NATIVE(sl_plugin_jwt)
 NATIVE(sl_plugin_key_auth)
+NATIVE(sl_plugin_prometheus)
 NATIVE(sl_plugin_rate_limiting)
 NATIVE(sl_plugin_request_size_limiting)
 NATIVE(sl_plugin_request_transformer)
@@ -27,8 +31,12 @@ static const sl_native_plugin_t *const all[] = {
     &sl_plugin_basic_auth,
     &sl_plugin_correlation_id,
     &sl_plugin_cors,
+    &sl_plugin_file_log,
+    &sl_plugin_http_log,
     &sl_plugin_ip_restriction,
+    &sl_plugin_jwt,
     &sl_plugin_key_auth,
+    &sl_plugin_prometheus,
     &sl_plugin_rate_limiting,
     &sl_plugin_request_size_limiting,
     &sl_plugin_request_transformer,
@@ -49,4 +57,11 @@ size_t sl_native_plugin_count(void)
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         n += all[i] != NULL;
     return n;
+}
+
+void sl_native_plugins_worker_exit(void)
+{
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (all[i] && all[i]->worker_exit)
+            all[i]->worker_exit();
 }

@@ -745,12 +745,23 @@ static X509 *load_cert(const char *pem, size_t len)
     return x;
 }
 
+/* An encrypted key is refused, never prompted for: OpenSSL would ask on
+ * the terminal for its pass phrase. */
+static int refuse_pass_phrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
 static EVP_PKEY *load_key(const char *pem, size_t len)
 {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL)
         return NULL;
-    EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, refuse_pass_phrase, NULL);
     BIO_free(bio);
     return k;
 }
@@ -1724,10 +1735,10 @@ static char *v_rsa_public_key(const json_t *v)
     if (!json_is_string(v))
         return NULL;
     BIO *bio = BIO_new_mem_buf(json_string_value(v), (int)json_string_length(v));
-    EVP_PKEY *k = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = bio ? PEM_read_bio_PUBKEY(bio, NULL, refuse_pass_phrase, NULL) : NULL;
     if (k == NULL && bio) {
         (void)BIO_reset(bio);
-        k = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+        k = PEM_read_bio_PrivateKey(bio, NULL, refuse_pass_phrase, NULL);
     }
     BIO_free(bio);
     ERR_clear_error();

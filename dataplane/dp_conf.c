@@ -27,6 +27,8 @@ const sl_conf_key_t sl_dp_conf_keys[] = {
     {"client_max_body_size", "0", "largest request body accepted (0 = unlimited), else 413"},
     {"client_body_buffer_size", "1m",
      "largest request body read whole for plugins that need it (else 413)"},
+    {"response_buffer_size", "16m",
+     "largest upstream response held whole for plugins that need it (else 502)"},
     {"client_header_timeout", "60s", "time to receive a request head"},
     {"client_body_timeout", "60s", "longest pause between two reads of a request body"},
     {"keepalive_timeout", "60s", "idle keep-alive connection lifetime"},
@@ -277,6 +279,7 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
 
     sl_conf_get_size(raw, "client_max_body_size", &c->client_max_body_size, errs);
     sl_conf_get_size(raw, "client_body_buffer_size", &c->client_body_buffer_size, errs);
+    sl_conf_get_size(raw, "response_buffer_size", &c->response_buffer_size, errs);
     sl_conf_get_ms(raw, "client_header_timeout", &c->client_header_timeout_ms, errs);
     sl_conf_get_ms(raw, "client_body_timeout", &c->client_body_timeout_ms, errs);
     sl_conf_get_ms(raw, "keepalive_timeout", &c->keepalive_timeout_ms, errs);

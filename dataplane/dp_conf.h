@@ -60,6 +60,7 @@ typedef struct sl_dp_conf_s {
 
     uint64_t client_max_body_size;    /* 0 = unlimited */
     uint64_t client_body_buffer_size; /* bodies read whole for plugins */
+    uint64_t response_buffer_size;    /* upstream responses held whole for plugins */
     uint64_t client_header_timeout_ms;
     uint64_t client_body_timeout_ms;
     uint64_t keepalive_timeout_ms;

@@ -49,7 +49,8 @@ struct chain_entry {
 
 struct sl_chain_s {
     unsigned phases;
-    bool wants_body; /* some instance reads the request body in access */
+    bool wants_body;          /* some instance reads the request body in access */
+    bool wants_response_body; /* some instance has response / body_filter work */
     size_t n;
     struct chain_entry e[];
 };
@@ -61,8 +62,9 @@ struct plugin_group {
     const sl_plugin_inst_t *global;
     json_t *by_route, *by_service, *by_route_service; /* key -> instance index */
     bool any_consumer;
-    bool wants_body;         /* some instance of the plugin reads the request body */
-    json_t *consumer_scoped; /* array of instance indexes */
+    bool wants_body;          /* some instance of the plugin reads the request body */
+    bool wants_response_body; /* some instance needs the upstream response whole */
+    json_t *consumer_scoped;  /* array of instance indexes */
 };
 
 struct sl_gen_plugins_s {
@@ -308,6 +310,9 @@ static struct plugin_group *group_instances(struct sl_gen_plugins_s *gp, size_t 
         }
         if (x->impl->wants_body && x->impl->wants_body(x->conf))
             g->wants_body = true;
+        if ((x->impl->response || x->impl->body_filter) &&
+            (!x->impl->wants_response_body || x->impl->wants_response_body(x->conf)))
+            g->wants_response_body = true;
         if (x->consumer_id) {
             char *k = sl_xasprintf("%s" KEY_SEP "%s" KEY_SEP "%s" KEY_SEP "%s", x->info->name,
                                    x->route_id ? x->route_id : "",
@@ -373,6 +378,7 @@ static struct sl_chain_s *build_chain(const struct sl_gen_plugins_s *gp,
             continue;
         c->phases |= g->info->phases;
         c->wants_body |= g->wants_body;
+        c->wants_response_body |= g->wants_response_body;
         c->e[c->n++] = e;
     }
     return c;
@@ -502,6 +508,11 @@ bool sl_engine_chain_wants_body(const struct sl_chain_s *chain)
     return chain && chain->wants_body;
 }
 
+bool sl_engine_chain_wants_response_body(const struct sl_chain_s *chain)
+{
+    return chain && chain->wants_response_body;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Running                                                                   */
 
@@ -627,6 +638,26 @@ void sl_engine_collect_global(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme
         const struct chain_entry *e = &c->e[i];
         if (e->nc && e->nc_rank == RANK_GLOBAL && runs_on(p, e->nc, scheme))
             run->ran[run->nran++] = e->nc;
+    }
+}
+
+void sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run)
+{
+    for (size_t k = 0; k < run->nran; k++) {
+        const sl_plugin_inst_t *x = run->ran[k];
+        if (x->impl->response) {
+            enter(run, k);
+            x->impl->response(p, x->conf);
+            leave(run);
+        }
+    }
+    for (size_t k = 0; k < run->nran; k++) {
+        const sl_plugin_inst_t *x = run->ran[k];
+        if (x->impl->body_filter) {
+            enter(run, k);
+            x->impl->body_filter(p, x->conf);
+            leave(run);
+        }
     }
 }
 

@@ -34,8 +34,10 @@ const sl_credential_t *sl_engine_credential(const sl_gen_t *g, const char *table
 
 /* Which phases some plugin of the chain implements (SL_PHASE_* bits). */
 unsigned sl_engine_chain_phases(const struct sl_chain_s *chain);
-/* Whether an instance of the chain reads the request body in access. */
+/* Whether an instance of the chain reads the request body in access, and
+ * whether one needs the upstream response whole (response, body_filter). */
 bool sl_engine_chain_wants_body(const struct sl_chain_s *chain);
+bool sl_engine_chain_wants_response_body(const struct sl_chain_s *chain);
 
 /* Introspection (tests): a chain's length, its i-th plugin, and the
  * instance of that plugin that applies to the request's route, service and
@@ -69,6 +71,10 @@ int sl_engine_access(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme);
 
 /* Continues the access phase after a suspended handler finished with rc. */
 int sl_engine_access_resumed(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme, int rc);
+
+/* The response handlers, then the body_filter handlers, of the collected
+ * plugins in chain order, over a response held whole. */
+void sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run);
 
 /* header_filter and log of the collected plugins, in chain order. */
 void sl_engine_header_filter(sl_pdk_t *p, sl_plugin_run_t *run);

@@ -644,6 +644,74 @@ const char *sl_pdk_response_get_source(sl_pdk_t *p)
     return r->exit_status ? "exit" : r->source ? r->source : "error";
 }
 
+/* ------------------------------------- kong.service.response, held bodies */
+
+int sl_pdk_service_response_get_status(sl_pdk_t *p)
+{
+    return R(p)->held_status;
+}
+
+bool sl_pdk_service_response_get_header(sl_pdk_t *p, const char *name, sl_str_t *value)
+{
+    sl_req_t *r = R(p);
+    for (size_t i = 0; i < r->nheld_headers; i++) {
+        if (name_is(r->held_headers[i].name, name)) {
+            *value = r->held_headers[i].value;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool body_of(struct evbuffer *b, sl_str_t *body)
+{
+    if (!b)
+        return false;
+    size_t n = evbuffer_get_length(b);
+    *body = (sl_str_t){n ? (const char *)evbuffer_pullup(b, -1) : "", n};
+    return true;
+}
+
+bool sl_pdk_service_response_get_raw_body(sl_pdk_t *p, sl_str_t *body)
+{
+    return body_of(R(p)->resp_body, body);
+}
+
+bool sl_pdk_response_get_raw_body(sl_pdk_t *p, sl_str_t *body)
+{
+    sl_req_t *r = R(p);
+    return body_of(r->resp_new_body ? r->resp_new_body : r->resp_body, body);
+}
+
+void sl_pdk_response_set_raw_body(sl_pdk_t *p, const char *body, size_t len)
+{
+    sl_req_t *r = R(p);
+    if (!r->resp_body) {
+        sl_pdk_log(p, SL_LOG_ERROR,
+                   "response body not held: set_raw_body works in the response "
+                   "and body_filter phases only");
+        return;
+    }
+    if (!r->resp_new_body)
+        r->resp_new_body = evbuffer_new();
+    evbuffer_drain(r->resp_new_body, evbuffer_get_length(r->resp_new_body));
+    evbuffer_add(r->resp_new_body, body, len);
+}
+
+void sl_pdk_response_set_status(sl_pdk_t *p, int status)
+{
+    sl_req_t *r = R(p);
+    if (status < 100 || status > 599 || !r->resp_body) {
+        sl_pdk_log(p, SL_LOG_ERROR,
+                   "set_status(%d) refused: a status 100..599, in the response "
+                   "phase",
+                   status);
+        return;
+    }
+    r->status_override = status;
+    r->status = status;
+}
+
 /* ------------------------------------------------- router, ctx, log, misc */
 
 const sl_gen_t *sl_pdk_gen(sl_pdk_t *p)

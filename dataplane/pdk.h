@@ -150,6 +150,21 @@ bool sl_pdk_response_header_at(sl_pdk_t *p, size_t i, sl_str_t *name, sl_str_t *
  * (the gateway answered: no route, upstream failure, ...). */
 const char *sl_pdk_response_get_source(sl_pdk_t *p);
 
+/* ---- kong.service.response and bodies: response and body_filter --------- */
+
+/* The upstream's status and fields (response, body_filter; 0 / false
+ * before the upstream answered). */
+int sl_pdk_service_response_get_status(sl_pdk_t *p);
+bool sl_pdk_service_response_get_header(sl_pdk_t *p, const char *name, sl_str_t *value);
+/* The upstream's whole body (de-chunked), as received. */
+bool sl_pdk_service_response_get_raw_body(sl_pdk_t *p, sl_str_t *body);
+/* The body the client will get (the upstream's, or what set_raw_body put),
+ * and replacing it; the Content-Length follows. */
+bool sl_pdk_response_get_raw_body(sl_pdk_t *p, sl_str_t *body);
+void sl_pdk_response_set_raw_body(sl_pdk_t *p, const char *body, size_t len);
+/* The status the client will get (response phase). */
+void sl_pdk_response_set_status(sl_pdk_t *p, int status);
+
 /* ---- kong.router, kong.ctx, kong.log, the rest --------------------------- */
 
 /* The configuration generation the request is pinned to. */

@@ -18,8 +18,9 @@
  * route+service, consumer, route, service, global).
  *
  * Phases, as Kong: access (the collecting phase: the instance chosen for
- * each plugin is remembered for the later phases), header_filter (before
- * the response head goes out, also for responses a plugin produced), log
+ * each plugin is remembered for the later phases), response and body_filter
+ * (the upstream response held whole), header_filter (before the response
+ * head goes out, also for responses a plugin produced), log
  * (after the response was handed to the client; never delays it). A plugin
  * that calls sl_pdk_response_exit in access ends the phase: later access
  * handlers are skipped, header_filter and log of the plugins collected so far
@@ -69,6 +70,17 @@ typedef struct sl_native_plugin_s {
     /* Phase handlers; NULL where the plugin has none. */
     int (*access)(sl_pdk_t *pdk, void *conf);
     void (*header_filter)(sl_pdk_t *pdk, void *conf);
+    /* The whole upstream response, before anything of it reaches the
+     * client (Kong's response phase), and the whole body about to be sent
+     * (body_filter, called once with the complete body: what Kong's
+     * plugins do when they buffer every chunk). Either makes the proxy
+     * buffer the upstream response (up to response_buffer_size) on the
+     * routes where an instance wants it: */
+    void (*response)(sl_pdk_t *pdk, void *conf);
+    void (*body_filter)(sl_pdk_t *pdk, void *conf);
+    /* Optional: whether an instance needs response/body_filter (NULL: it
+     * does whenever the plugin has either handler). */
+    bool (*wants_response_body)(const void *conf);
     void (*log)(sl_pdk_t *pdk, void *conf);
     /* Optional: called on each worker thread once its event loop has ended
      * (the loop's event_base is still valid): close the worker's

@@ -132,10 +132,20 @@ struct sl_req_s {
     size_t sent_head_len;
     uint64_t bytes_in; /* request head and body bytes read */
     /* The body read whole before access when a plugin wants it: */
-    bool buffering;                     /* being read */
-    bool body_buffered;                 /* read: body_buf holds it (dechunked) */
-    struct evbuffer *body_buf;          /* owned */
-    bool body_replaced;                 /* set_raw_body: body_buf is the plugin's */
+    bool buffering;            /* being read */
+    bool body_buffered;        /* read: body_buf holds it (dechunked) */
+    struct evbuffer *body_buf; /* owned */
+    bool body_replaced;        /* set_raw_body: body_buf is the plugin's */
+    /* The upstream response held whole for response / body_filter plugins: */
+    bool resp_hold;                 /* being read: nothing sent to the client yet */
+    bool resp_releasing;            /* being written out, after the handlers */
+    struct evbuffer *resp_body;     /* owned: the upstream's body, de-chunked */
+    struct evbuffer *resp_new_body; /* owned: set_raw_body's replacement */
+    int held_status, status_override;
+    sl_str_t held_reason;
+    sl_h1_header_t *held_headers; /* arena copies of the upstream's fields */
+    size_t nheld_headers;
+    bool held_keepalive;
     struct sl_ctx_kv *shared;           /* kong.ctx.shared */
     struct sl_ctx_kv *serialize_values; /* kong.log.set_serialize_value (serialize.c) */
 };

@@ -719,6 +719,10 @@ static void req_free(sl_req_t *r)
     sl_worker_t *w = r->c->w;
     if (r->body_buf)
         evbuffer_free(r->body_buf);
+    if (r->resp_body)
+        evbuffer_free(r->resp_body);
+    if (r->resp_new_body)
+        evbuffer_free(r->resp_new_body);
     if (r->suspended && r->abort_cb) {
         /* A plugin still waits for this request: tell it first. */
         r->suspended = false;
@@ -830,6 +834,9 @@ static void proxy_request(sl_req_t *r);
 static void after_access(sl_req_t *r, int rc);
 static void start_buffering(sl_req_t *r);
 static int buffer_request_body(sl_req_t *r);
+static void hold_response(sl_req_t *r, const sl_h1_response_t *res);
+static void release_response(sl_req_t *r);
+static void write_response_head(sl_req_t *r, const sl_h1_response_t *res);
 static int chunked_scan(sl_h1_chunked_t *st, struct evbuffer *buf, size_t *n, bool *done,
                         sl_h1_data_cb cb, void *ud, sl_h1_error_t *err);
 
@@ -1497,7 +1504,7 @@ static void fail_upstream(sl_req_t *r, int status, const char *message)
         upconn_close(r->up);
         r->up = NULL;
     }
-    if (r->resp_head_done) {
+    if (r->resp_head_done && !r->resp_hold) {
         /* Part of the response is out: the only honest signal left is to
          * close the client connection mid-body. */
         r->client_close = true;
@@ -1719,7 +1726,10 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
     bool tunnel = res->status == 101 && r->upgrade;
 
     r->source = "service";
-    run_header_filter(r, res->status, res->headers, res->num_headers);
+    bool holding = !r->resp_releasing && !(res->status == 101 && r->upgrade) && r->run.nran &&
+                   sl_engine_chain_wants_response_body(r->run.chain);
+    if (!holding)
+        run_header_filter(r, res->status, res->headers, res->num_headers);
     r->status = res->status;
     r->up_keepalive = res->keep_alive;
     switch (res->body_kind) {
@@ -1742,6 +1752,12 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
         r->resp_kind = B_EOF;
         r->client_close = true;
         break;
+    }
+
+    if (!r->resp_releasing && !tunnel && r->run.nran &&
+        sl_engine_chain_wants_response_body(r->run.chain)) {
+        hold_response(r, res);
+        return;
     }
 
     char storage[4096];
@@ -1825,6 +1841,90 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
     sl_sb_dispose(&b);
 }
 
+/* ------------------------------------- responses held for response plugins */
+
+/* Keeps the upstream's head (copied: the input buffer is about to be
+ * drained) and reads the body into r->resp_body, de-chunked. */
+static void hold_response(sl_req_t *r, const sl_h1_response_t *res)
+{
+    r->resp_hold = true;
+    r->resp_body = evbuffer_new();
+    r->held_status = res->status;
+    r->held_keepalive = res->keep_alive;
+    r->held_reason =
+        (sl_str_t){sl_arena_strndup(&r->arena, res->reason.p, res->reason.len), res->reason.len};
+    r->held_headers = sl_arena_alloc(&r->arena, (res->num_headers + 1) * sizeof(sl_h1_header_t));
+    for (size_t i = 0; i < res->num_headers; i++) {
+        const sl_h1_header_t *h = &res->headers[i];
+        r->held_headers[i] =
+            (sl_h1_header_t){{sl_arena_strndup(&r->arena, h->name.p, h->name.len), h->name.len},
+                             {sl_arena_strndup(&r->arena, h->value.p, h->value.len), h->value.len}};
+    }
+    r->nheld_headers = res->num_headers;
+    if (r->resp_kind == B_CHUNKED)
+        r->resp_dechunk = true;
+}
+
+/*
+ * The whole upstream response is in: runs the response and body_filter
+ * handlers, then writes the head (header_filter runs there) with the final
+ * body's Content-Length, and the body.
+ */
+static void release_response(sl_req_t *r)
+{
+    r->resp_hold = false;
+    r->status = r->held_status;
+    r->resp_headers = r->held_headers;
+    r->nresp_headers = r->nheld_headers;
+    sl_engine_response(PDK(r), &r->run);
+    r->resp_headers = NULL;
+    r->nresp_headers = 0;
+
+    struct evbuffer *body = r->resp_new_body ? r->resp_new_body : r->resp_body;
+    size_t len = evbuffer_get_length(body);
+    int status = r->status_override ? r->status_override : r->held_status;
+    bool head_req = sl_str_caseeq_lit(r->h.method, "HEAD");
+    bool bodiless = head_req || status < 200 || status == 204 || status == 304;
+
+    /* The head as the client gets it: the upstream's fields with the
+     * framing of the final body. */
+    sl_h1_header_t *hs = sl_arena_alloc(&r->arena, (r->nheld_headers + 1) * sizeof(*hs));
+    size_t n = 0;
+    for (size_t i = 0; i < r->nheld_headers; i++) {
+        sl_str_t name = r->held_headers[i].name;
+        if (!bodiless && (sl_str_caseeq_lit(name, "content-length") ||
+                          sl_str_caseeq_lit(name, "transfer-encoding")))
+            continue;
+        hs[n++] = r->held_headers[i];
+    }
+    char cl[24];
+    if (!bodiless) {
+        int k = snprintf(cl, sizeof(cl), "%zu", len);
+        hs[n++] = (sl_h1_header_t){SL_STR("Content-Length"), {cl, (size_t)k}};
+    }
+    sl_h1_response_t res = {
+        .status = status,
+        .reason = r->status_override
+                      ? (sl_str_t){reason_phrase(status), strlen(reason_phrase(status))}
+                      : r->held_reason,
+        .headers = hs,
+        .num_headers = n,
+        .keep_alive = r->held_keepalive,
+        .body_kind = bodiless ? SL_H1_BODY_NONE : SL_H1_BODY_LENGTH,
+        .content_length = len,
+    };
+    bool dechunk = r->resp_dechunk;
+    r->resp_releasing = true;
+    write_response_head(r, &res);
+    r->resp_releasing = false;
+    r->resp_dechunk = dechunk;
+    if (!bodiless && len) {
+        evbuffer_add_buffer(bufferevent_get_output(r->c->bev), body);
+        r->bytes_out += len;
+    }
+    flush_out(r->c->bev);
+}
+
 static void on_dechunk_data(void *ud, const char *p, size_t n)
 {
     evbuffer_add(ud, p, n);
@@ -1836,7 +1936,7 @@ static int pump_response_body(sl_req_t *r)
 {
     sl_upconn_t *u = r->up;
     struct evbuffer *in = bufferevent_get_input(u->bev);
-    struct evbuffer *out = bufferevent_get_output(r->c->bev);
+    struct evbuffer *out = r->resp_hold ? r->resp_body : bufferevent_get_output(r->c->bev);
     bool done = false;
     size_t before = evbuffer_get_length(out);
 
@@ -1872,8 +1972,21 @@ static int pump_response_body(sl_req_t *r)
         evbuffer_add_buffer(out, in);
         break;
     }
-    r->bytes_out += evbuffer_get_length(out) - before;
-    flush_out(r->c->bev);
+    if (r->resp_hold) {
+        if (evbuffer_get_length(out) > r->c->w->conf->response_buffer_size) {
+            SL_WARN("worker %d: upstream %s: response larger than response_buffer_size, which "
+                    "the route's plugins need whole",
+                    r->c->w->id, r->svc->host);
+            fail_upstream(r, 502, "The upstream response is too large for the route's plugins");
+            return SL_DONE;
+        }
+        if (!done)
+            return SL_OK;
+        release_response(r);
+    } else {
+        r->bytes_out += evbuffer_get_length(out) - before;
+        flush_out(r->c->bev);
+    }
     if (done) {
         if (evbuffer_get_length(in) > 0)
             r->up_keepalive = false; /* extra bytes after the response: not reusable */
@@ -2047,6 +2160,8 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
             return;
         if (r->resp_kind == B_EOF) {
             r->up_keepalive = false;
+            if (r->resp_hold)
+                release_response(r);
             finish_request(r);
             return;
         }

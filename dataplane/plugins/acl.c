@@ -25,11 +25,11 @@
  * the request's arena.
  */
 #include "log.h"
+#include "conf_read.h"
 #include "pdk.h"
 #include "plugin.h"
 #include "util.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,31 +47,6 @@ static const char *const REFUSED = "You cannot consume this service";
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */
 
-static void *fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void *fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
-/* Reads a boolean field; an absent one is false (both of acl's default to
- * false). False (with err set) when present and not a boolean. */
-static bool read_bool(const json_t *config, const char *name, bool *out, char *err, size_t errlen)
-{
-    const json_t *v = json_object_get(config, name);
-    if (v && !json_is_null(v) && !json_is_boolean(v)) {
-        fail(err, errlen, "config.%s: expected a boolean", name);
-        return false;
-    }
-    *out = json_is_true(v);
-    return true;
-}
-
 /* Checks that config.<name> is absent, null or an array of strings; *n is
  * its length. */
 static bool check_list(const json_t *config, const char *name, size_t *n, char *err, size_t errlen)
@@ -81,17 +56,17 @@ static bool check_list(const json_t *config, const char *name, size_t *n, char *
     if (!v || json_is_null(v))
         return true;
     if (!json_is_array(v)) {
-        fail(err, errlen, "config.%s: expected an array", name);
+        sl_cf_fail(err, errlen, "config.%s: expected an array", name);
         return false;
     }
     for (size_t i = 0; i < json_array_size(v); i++) {
         const json_t *g = json_array_get(v, i);
         if (!json_is_string(g)) {
-            fail(err, errlen, "config.%s[%zu]: expected a string", name, i);
+            sl_cf_fail(err, errlen, "config.%s[%zu]: expected a string", name, i);
             return false;
         }
         if (strlen(json_string_value(g)) != json_string_length(g)) {
-            fail(err, errlen, "config.%s[%zu]: must not contain NUL characters", name, i);
+            sl_cf_fail(err, errlen, "config.%s[%zu]: must not contain NUL characters", name, i);
             return false;
         }
     }
@@ -122,17 +97,17 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
     bool hide, always;
     if (!check_list(config, "allow", &nallow, err, errlen) ||
         !check_list(config, "deny", &ndeny, err, errlen) ||
-        !read_bool(config, "hide_groups_header", &hide, err, errlen) ||
-        !read_bool(config, "always_use_authenticated_groups", &always, err, errlen))
+        !sl_cf_bool(config, "hide_groups_header", false, &hide, err, errlen) ||
+        !sl_cf_bool(config, "always_use_authenticated_groups", false, &always, err, errlen))
         return NULL;
     if (nallow && ndeny)
-        return fail(err, errlen,
-                    "config: exactly one of these fields must be non-empty: 'config.allow', "
-                    "'config.deny'");
+        return sl_cf_fail(err, errlen,
+                          "config: exactly one of these fields must be non-empty: 'config.allow', "
+                          "'config.deny'");
     if (!nallow && !ndeny)
-        return fail(err, errlen,
-                    "config: at least one of these fields must be non-empty: 'config.allow', "
-                    "'config.deny'");
+        return sl_cf_fail(err, errlen,
+                          "config: at least one of these fields must be non-empty: 'config.allow', "
+                          "'config.deny'");
     struct acl *c = sl_xcalloc(1, sizeof(*c));
     c->deny = ndeny > 0;
     c->hide_groups_header = hide;

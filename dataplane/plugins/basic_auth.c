@@ -25,13 +25,13 @@
  * the request's arena.
  */
 #include "log.h"
+#include "conf_read.h"
 #include "pdk.h"
 #include "plugin.h"
 #include "util.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,48 +44,6 @@ struct basic_auth {
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */
-
-static void *fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void *fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
-/* Reads an optional string field into *out (NULL when absent or null). It
- * must be non-empty and free of control characters, which would otherwise
- * end up in a response header or a log line. */
-static bool read_text(const json_t *config, const char *name, char **out, char *err, size_t errlen)
-{
-    const json_t *v = json_object_get(config, name);
-    *out = NULL;
-    if (!v || json_is_null(v))
-        return true;
-    if (!json_is_string(v)) {
-        fail(err, errlen, "config.%s: expected a string", name);
-        return false;
-    }
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n == 0) {
-        fail(err, errlen, "config.%s: length must be at least 1", name);
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f) {
-            fail(err, errlen, "config.%s: must not contain control characters", name);
-            return false;
-        }
-    }
-    *out = sl_xstrndup(s, n);
-    return true;
-}
 
 static void dispose(void *p)
 {
@@ -107,12 +65,12 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
     char *realm = NULL;
     const json_t *hide = json_object_get(config, "hide_credentials");
     if (hide && !json_is_null(hide) && !json_is_boolean(hide)) {
-        fail(err, errlen, "config.hide_credentials: expected a boolean");
+        sl_cf_fail(err, errlen, "config.hide_credentials: expected a boolean");
         goto fail_conf;
     }
     c->hide_credentials = json_is_true(hide);
-    if (!read_text(config, "anonymous", &c->anonymous, err, errlen) ||
-        !read_text(config, "realm", &realm, err, errlen))
+    if (!sl_cf_text(config, "anonymous", NULL, &c->anonymous, err, errlen) ||
+        !sl_cf_text(config, "realm", NULL, &realm, err, errlen))
         goto fail_conf;
     /* realm is required with a default; a config without it gets that. */
     c->www_authenticate = sl_xasprintf("Basic realm=\"%s\"", realm ? realm : "service");

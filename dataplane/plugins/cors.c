@@ -25,6 +25,7 @@
  * shared by every worker thread. Handlers keep their per-request state in
  * the request arena.
  */
+#include "conf_read.h"
 #include "pdk.h"
 #include "plugin.h"
 #include "util.h"
@@ -295,22 +296,6 @@ static bool read_joined(const json_t *config, const char *name, bool empty_is_nu
     return true;
 }
 
-static bool read_bool(const json_t *config, const char *name, bool def, bool *out, char *err,
-                      size_t errlen)
-{
-    const json_t *v = json_object_get(config, name);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return true;
-    }
-    if (!json_is_boolean(v)) {
-        snprintf(err, errlen, "config.%s: expected a boolean", name);
-        return false;
-    }
-    *out = json_is_true(v);
-    return true;
-}
-
 static bool read_origins(const json_t *config, struct cors_conf *c, char *err, size_t errlen)
 {
     const json_t *arr = json_object_get(config, "origins");
@@ -387,10 +372,10 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
         !read_joined(config, "exposed_headers", true, &c->exposed_headers, err, errlen) ||
         !read_joined(config, "methods", false, &c->methods, err, errlen) ||
         !read_max_age(config, c, err, errlen) ||
-        !read_bool(config, "credentials", false, &c->credentials, err, errlen) ||
-        !read_bool(config, "private_network", false, &c->private_network, err, errlen) ||
-        !read_bool(config, "preflight_continue", false, &c->preflight_continue, err, errlen) ||
-        !read_bool(config, "allow_origin_absent", true, &c->allow_origin_absent, err, errlen)) {
+        !sl_cf_bool(config, "credentials", false, &c->credentials, err, errlen) ||
+        !sl_cf_bool(config, "private_network", false, &c->private_network, err, errlen) ||
+        !sl_cf_bool(config, "preflight_continue", false, &c->preflight_continue, err, errlen) ||
+        !sl_cf_bool(config, "allow_origin_absent", true, &c->allow_origin_absent, err, errlen)) {
         dispose(c);
         return NULL;
     }

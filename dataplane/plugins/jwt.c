@@ -46,6 +46,7 @@
  * worker_exit empties.
  */
 #include "log.h"
+#include "conf_read.h"
 #include "pdk.h"
 #include "plugin.h"
 #include "util.h"
@@ -102,117 +103,13 @@ struct jwt_conf {
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */
 
-static void *fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void *fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
-static bool read_bool(const json_t *config, const char *name, bool def, bool *out, char *err,
-                      size_t errlen)
-{
-    const json_t *v = json_object_get(config, name);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return true;
-    }
-    if (!json_is_boolean(v)) {
-        fail(err, errlen, "config.%s: expected a boolean", name);
-        return false;
-    }
-    *out = json_is_true(v);
-    return true;
-}
-
-/* Whether a configured string may be used: non-empty (Kong's strings have a
- * minimum length of 1) and free of control characters, which would end up
- * in a response header. */
-static bool text_ok(const json_t *v, const char *what, char *err, size_t errlen)
-{
-    if (!json_is_string(v)) {
-        fail(err, errlen, "%s: expected a string", what);
-        return false;
-    }
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n == 0) {
-        fail(err, errlen, "%s: length must be at least 1", what);
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            fail(err, errlen, "%s: must not contain control characters", what);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Reads an optional string into *out (NULL when absent or null), or the
- * default def when given. */
-static bool read_text(const json_t *config, const char *name, const char *def, char **out,
-                      char *err, size_t errlen)
-{
-    const json_t *v = json_object_get(config, name);
-    *out = NULL;
-    if (!v || json_is_null(v)) {
-        *out = def ? sl_xstrdup(def) : NULL;
-        return true;
-    }
-    char what[96];
-    snprintf(what, sizeof(what), "config.%s", name);
-    if (!text_ok(v, what, err, errlen))
-        return false;
-    *out = sl_xstrndup(json_string_value(v), json_string_length(v));
-    return true;
-}
-
-/* Reads a set of names (absent: the default list def, NULL-terminated). */
-static bool read_names(const json_t *config, const char *name, const char *const *def, char ***out,
-                       size_t *count, char *err, size_t errlen)
-{
-    const json_t *names = json_object_get(config, name);
-    if (!names || json_is_null(names)) {
-        size_t n = 0;
-        while (def[n])
-            n++;
-        *out = sl_xcalloc(n ? n : 1, sizeof(**out));
-        for (size_t i = 0; i < n; i++)
-            (*out)[i] = sl_xstrdup(def[i]);
-        *count = n;
-        return true;
-    }
-    if (!json_is_array(names)) {
-        fail(err, errlen, "config.%s: expected an array", name);
-        return false;
-    }
-    size_t n = json_array_size(names);
-    *out = sl_xcalloc(n ? n : 1, sizeof(**out));
-    for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_array_get(names, i);
-        char what[96];
-        snprintf(what, sizeof(what), "config.%s[%zu]", name, i);
-        if (!text_ok(v, what, err, errlen))
-            return false;
-        (*out)[(*count)++] = sl_xstrndup(json_string_value(v), json_string_length(v));
-    }
-    return true;
-}
-
 static bool read_claims(const json_t *config, struct jwt_conf *c, char *err, size_t errlen)
 {
     const json_t *claims = json_object_get(config, "claims_to_verify");
     if (!claims || json_is_null(claims))
         return true;
     if (!json_is_array(claims)) {
-        fail(err, errlen, "config.claims_to_verify: expected an array");
+        sl_cf_fail(err, errlen, "config.claims_to_verify: expected an array");
         return false;
     }
     for (size_t i = 0; i < json_array_size(claims); i++) {
@@ -223,7 +120,7 @@ static bool read_claims(const json_t *config, struct jwt_conf *c, char *err, siz
         else if (s && !strcmp(s, "nbf"))
             which = CLAIM_NBF;
         else {
-            fail(err, errlen, "config.claims_to_verify[%zu]: expected one of: exp, nbf", i);
+            sl_cf_fail(err, errlen, "config.claims_to_verify[%zu]: expected one of: exp, nbf", i);
             return false;
         }
         bool seen = false;
@@ -242,12 +139,13 @@ static bool read_maximum_expiration(const json_t *config, struct jwt_conf *c, ch
     if (!v || json_is_null(v))
         return true;
     if (!json_is_number(v)) {
-        fail(err, errlen, "config.maximum_expiration: expected a number");
+        sl_cf_fail(err, errlen, "config.maximum_expiration: expected a number");
         return false;
     }
     double d = json_number_value(v);
     if (!(d >= 0 && d <= 31536000)) {
-        fail(err, errlen, "config.maximum_expiration: value should be between 0 and 31536000");
+        sl_cf_fail(err, errlen,
+                   "config.maximum_expiration: value should be between 0 and 31536000");
         return false;
     }
     /* Kong's schema wants "exp" in claims_to_verify with a maximum, but its
@@ -292,15 +190,15 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
     static const char *const def_headers[] = {"authorization", NULL};
     struct jwt_conf *c = sl_xcalloc(1, sizeof(*c));
     char *realm = NULL;
-    if (!read_names(config, "uri_param_names", def_uri, &c->uri_params, &c->nuri, err, errlen) ||
-        !read_names(config, "cookie_names", def_none, &c->cookies, &c->ncookies, err, errlen) ||
-        !read_names(config, "header_names", def_headers, &c->headers, &c->nheaders, err, errlen) ||
-        !read_text(config, "key_claim_name", "iss", &c->key_claim, err, errlen) ||
-        !read_bool(config, "secret_is_base64", false, &c->secret_is_base64, err, errlen) ||
-        !read_bool(config, "run_on_preflight", true, &c->run_on_preflight, err, errlen) ||
+    if (!sl_cf_strv(config, "uri_param_names", def_uri, &c->uri_params, &c->nuri, err, errlen) ||
+        !sl_cf_strv(config, "cookie_names", def_none, &c->cookies, &c->ncookies, err, errlen) ||
+        !sl_cf_strv(config, "header_names", def_headers, &c->headers, &c->nheaders, err, errlen) ||
+        !sl_cf_text(config, "key_claim_name", "iss", &c->key_claim, err, errlen) ||
+        !sl_cf_bool(config, "secret_is_base64", false, &c->secret_is_base64, err, errlen) ||
+        !sl_cf_bool(config, "run_on_preflight", true, &c->run_on_preflight, err, errlen) ||
         !read_claims(config, c, err, errlen) || !read_maximum_expiration(config, c, err, errlen) ||
-        !read_text(config, "anonymous", NULL, &c->anonymous, err, errlen) ||
-        !read_text(config, "realm", NULL, &realm, err, errlen))
+        !sl_cf_text(config, "anonymous", NULL, &c->anonymous, err, errlen) ||
+        !sl_cf_text(config, "realm", NULL, &realm, err, errlen))
         goto fail_conf;
     for (size_t i = 0; i < c->nheaders; i++)
         for (char *s = c->headers[i]; *s; s++)

@@ -54,6 +54,7 @@
  * by its mutex.
  */
 #include "log.h"
+#include "conf_read.h"
 #include "pdk.h"
 #include "plugin.h"
 #include "redis.h"
@@ -299,22 +300,6 @@ static bool optional_string(const json_t *config, const char *name, const char *
     return true;
 }
 
-static bool optional_bool(const json_t *config, const char *name, bool dflt, bool *out, char *err,
-                          size_t errlen)
-{
-    const json_t *v = json_object_get(config, name);
-    if (!v || json_is_null(v)) {
-        *out = dflt;
-        return true;
-    }
-    if (!json_is_boolean(v)) {
-        snprintf(err, errlen, "config.%s: expected a boolean", name);
-        return false;
-    }
-    *out = json_is_true(v);
-    return true;
-}
-
 /* Copies a string field of config.redis into out (size n); absent or null
  * leaves "". */
 static bool redis_string(const json_t *r, const char *name, char *out, size_t n, bool required,
@@ -338,19 +323,16 @@ static bool redis_string(const json_t *r, const char *name, char *out, size_t n,
     return true;
 }
 
-static bool redis_int(const json_t *r, const char *name, int dflt, int min, int max, int *out,
-                      char *err, size_t errlen)
+static bool read_ints(const json_t *r, sl_redis_target_t *t, char *err, size_t errlen)
 {
-    const json_t *v = json_object_get(r, name);
-    *out = dflt;
-    if (!v || json_is_null(v))
-        return true;
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        snprintf(err, errlen, "config.redis.%s: expected an integer between %d and %d", name, min,
-                 max);
+    int64_t port, db, timeout;
+    if (!sl_cf_int(r, "redis.port", 6379, 1, 65535, &port, err, errlen) ||
+        !sl_cf_int(r, "redis.database", 0, 0, 1 << 20, &db, err, errlen) ||
+        !sl_cf_int(r, "redis.timeout", 2000, 0, 2147483646, &timeout, err, errlen))
         return false;
-    }
-    *out = (int)json_integer_value(v);
+    t->port = (int)port;
+    t->database = (int)db;
+    t->timeout_ms = timeout ? (int)timeout : 60000; /* 0: still bounded */
     return true;
 }
 
@@ -369,10 +351,7 @@ static bool read_redis(const json_t *r, sl_redis_target_t *t, char *err, size_t 
     return redis_string(r, "host", t->host, sizeof(t->host), true, err, errlen) &&
            redis_string(r, "username", t->username, sizeof(t->username), false, err, errlen) &&
            redis_string(r, "password", t->password, sizeof(t->password), false, err, errlen) &&
-           redis_int(r, "port", 6379, 1, 65535, &t->port, err, errlen) &&
-           redis_int(r, "database", 0, 0, 1 << 20, &t->database, err, errlen) &&
-           redis_int(r, "timeout", 2000, 0, 2147483646, &t->timeout_ms, err, errlen) &&
-           (t->timeout_ms ? true : (t->timeout_ms = 60000, true)); /* 0: still bounded */
+           read_ints(r, t, err, errlen);
 }
 
 /* Reads config.policy, the periods and the rest; see the design comment for
@@ -401,7 +380,7 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
     c->redis = policy && json_is_string(policy) && !strcmp(json_string_value(policy), "redis");
     if (c->redis && !read_redis(json_object_get(config, "redis"), &c->target, err, errlen))
         goto fail;
-    if (!optional_bool(config, "fault_tolerant", true, &c->fault_tolerant, err, errlen))
+    if (!sl_cf_bool(config, "fault_tolerant", true, &c->fault_tolerant, err, errlen))
         goto fail;
     size_t nlimits = 0;
     for (int p = 0; p < NPERIODS; p++) {
@@ -460,7 +439,7 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
     if (c->by == BY_PATH)
         c->path = sl_xstrdup(s);
 
-    if (!optional_bool(config, "hide_client_headers", false, &c->hide_client_headers, err, errlen))
+    if (!sl_cf_bool(config, "hide_client_headers", false, &c->hide_client_headers, err, errlen))
         goto fail;
 
     c->error_code = 429;

@@ -129,9 +129,9 @@ static const char *generate(sl_pdk_t *p, const struct correlation_conf *c)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         double now = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
-        snprintf(buf, sizeof buf, "%s-%d-%d-%" PRIu64 "-%" PRIu64 "-%0.3f", sl_pdk_server_get_addr(p),
-                 sl_pdk_request_get_port(p), (int)getpid(), sl_pdk_connection_serial(p),
-                 sl_pdk_connection_requests(p), now);
+        snprintf(buf, sizeof buf, "%s-%d-%d-%" PRIu64 "-%" PRIu64 "-%0.3f",
+                 sl_pdk_server_get_addr(p), sl_pdk_request_get_port(p), (int)getpid(),
+                 sl_pdk_connection_serial(p), sl_pdk_connection_requests(p), now);
         break;
     }
     }

@@ -152,9 +152,9 @@ static void test_order_is_priority_then_name_descending(void **state)
                         "{'name':'request-transformer'},"
                         "{'name':'response-transformer'}]}");
     const struct sl_chain_s *c = route_named(g, "r")->chain;
-    const char *want[] = {"correlation-id", "cors",          "key-auth",
-                          "acl",            "rate-limiting", "request-transformer",
-                          "response-transformer"};
+    const char *want[] = {
+        "correlation-id",      "cors", "key-auth", "acl", "rate-limiting", "request-transformer",
+        "response-transformer"};
     assert_int_equal(sl_engine_chain_len(c), SL_ARRAY_LEN(want));
     for (size_t i = 0; i < SL_ARRAY_LEN(want); i++)
         assert_string_equal(sl_engine_chain_plugin(c, i)->name, want[i]);

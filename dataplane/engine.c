@@ -14,8 +14,9 @@
  * Running (on a worker thread, per request): the access phase walks the
  * chain and resolves each plugin when it is reached, so a consumer set by a
  * higher-priority plugin selects consumer-scoped instances below it. Each
- * resolved instance is collected; header_filter and log run over what was
- * collected. Everything a run allocates lives in the request's arena.
+ * resolved instance is collected (after an answer in access the rest are
+ * collected without running their access handlers); header_filter and log
+ * run over what was collected. Everything a run allocates lives in the request's arena.
  */
 #include "engine.h"
 #include "log.h"
@@ -62,9 +63,7 @@ struct plugin_group {
     const sl_plugin_inst_t *global;
     json_t *by_route, *by_service, *by_route_service; /* key -> instance index */
     bool any_consumer;
-    bool wants_body;          /* some instance of the plugin reads the request body */
-    bool wants_response_body; /* some instance needs the upstream response whole */
-    json_t *consumer_scoped;  /* array of instance indexes */
+    json_t *consumer_scoped; /* array of instance indexes */
 };
 
 struct sl_gen_plugins_s {
@@ -120,6 +119,7 @@ static int build_consumers(struct sl_gen_plugins_s *gp, json_t *doc, sl_errors_t
             continue;
         }
         x->username = str_of(c, "username");
+        x->json = c;
         x->custom_id = str_of(c, "custom_id");
         json_object_set_new(gp->consumer_index, x->id, json_integer((json_int_t)gp->nconsumers));
         gp->nconsumers++;
@@ -308,11 +308,6 @@ static struct plugin_group *group_instances(struct sl_gen_plugins_s *gp, size_t 
             g->by_route_service = json_object();
             g->consumer_scoped = json_array();
         }
-        if (x->impl->wants_body && x->impl->wants_body(x->conf))
-            g->wants_body = true;
-        if ((x->impl->response || x->impl->body_filter) &&
-            (!x->impl->wants_response_body || x->impl->wants_response_body(x->conf)))
-            g->wants_response_body = true;
         if (x->consumer_id) {
             char *k = sl_xasprintf("%s" KEY_SEP "%s" KEY_SEP "%s" KEY_SEP "%s", x->info->name,
                                    x->route_id ? x->route_id : "",
@@ -338,20 +333,37 @@ static struct plugin_group *group_instances(struct sl_gen_plugins_s *gp, size_t 
     return gs;
 }
 
-/* Whether some consumer-scoped instance of g may apply to (route, service). */
+static bool inst_wants_body(const sl_plugin_inst_t *x)
+{
+    return x && x->impl->wants_body && x->impl->wants_body(x->conf);
+}
+
+static bool inst_wants_response_body(const sl_plugin_inst_t *x)
+{
+    return x && (x->impl->response || x->impl->body_filter) &&
+           (!x->impl->wants_response_body || x->impl->wants_response_body(x->conf));
+}
+
+/* Whether some consumer-scoped instance of g may apply to (route, service);
+ * *body and *resp_body are set when one of those wants the request body or
+ * the whole response. */
 static bool consumer_may_apply(const struct sl_gen_plugins_s *gp, const struct plugin_group *g,
-                               const char *rid, const char *sid)
+                               const char *rid, const char *sid, bool *body, bool *resp_body)
 {
     size_t i;
     const json_t *v;
+    bool any = false;
     json_array_foreach(g->consumer_scoped, i, v)
     {
         const sl_plugin_inst_t *x = &gp->insts[index_of(v)];
         if ((!x->route_id || (rid && !strcmp(x->route_id, rid))) &&
-            (!x->service_id || (sid && !strcmp(x->service_id, sid))))
-            return true;
+            (!x->service_id || (sid && !strcmp(x->service_id, sid)))) {
+            any = true;
+            *body |= inst_wants_body(x);
+            *resp_body |= inst_wants_response_body(x);
+        }
     }
-    return false;
+    return any;
 }
 
 /* The chain for a route (rid may be NULL: the chain without a route). */
@@ -373,12 +385,15 @@ static struct sl_chain_s *build_chain(const struct sl_gen_plugins_s *gp,
         else if ((e.nc = g->global))
             e.nc_rank = RANK_GLOBAL;
         free(rs);
-        e.by_consumer = g->any_consumer && consumer_may_apply(gp, g, rid, sid);
+        /* The request body and the whole response are read on this route
+         * only for the instances that may run on it. */
+        bool body = inst_wants_body(e.nc), resp_body = inst_wants_response_body(e.nc);
+        e.by_consumer = g->any_consumer && consumer_may_apply(gp, g, rid, sid, &body, &resp_body);
         if (!e.nc && !e.by_consumer)
             continue;
         c->phases |= g->info->phases;
-        c->wants_body |= g->wants_body;
-        c->wants_response_body |= g->wants_response_body;
+        c->wants_body |= body;
+        c->wants_response_body |= resp_body;
         c->e[c->n++] = e;
     }
     return c;
@@ -593,6 +608,19 @@ static void leave(sl_plugin_run_t *run)
     run->current_slot = NULL;
 }
 
+/* After an answer in access, Kong still collects the plugins that were not
+ * reached (without running their access handlers): their header_filter and
+ * log see the answer (a log plugin records key-auth's 401). */
+static void collect_rest(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme)
+{
+    const struct sl_chain_s *c = run->chain;
+    while (c && run->next < c->n) {
+        const sl_plugin_inst_t *x = resolve(p, &c->e[run->next++]);
+        if (x && runs_on(p, x, scheme))
+            run->ran[run->nran++] = x;
+    }
+}
+
 int sl_engine_access(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme)
 {
     const struct sl_chain_s *c = run->chain;
@@ -615,6 +643,7 @@ int sl_engine_access(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme)
         }
         if (rc == SL_PLUGIN_EXIT) {
             run->exited = true;
+            collect_rest(p, run, scheme);
             return rc;
         }
     }
@@ -626,6 +655,7 @@ int sl_engine_access_resumed(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme,
     leave(run);
     if (rc == SL_PLUGIN_EXIT) {
         run->exited = true;
+        collect_rest(p, run, scheme);
         return rc;
     }
     return sl_engine_access(p, run, scheme);

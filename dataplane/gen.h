@@ -78,6 +78,7 @@ typedef struct sl_consumer_s {
     const char *id;
     const char *username;  /* may be NULL */
     const char *custom_id; /* may be NULL */
+    const json_t *json;    /* the entity as configured (logs) */
     const char **groups;   /* owned array of borrowed strings */
     size_t ngroups;
 } sl_consumer_t;

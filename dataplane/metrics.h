@@ -48,4 +48,14 @@ void sl_metrics_request(sl_metrics_t *m, uint64_t route_key, const char *route, 
 void sl_metrics_render(sl_metrics_t *const *all, int n, const char *config_hash,
                        struct evbuffer *out);
 
+/*
+ * The prometheus plugin's kong_* metrics (plugins/prometheus.c), appended
+ * to out when the generation g configures the plugin; nothing otherwise.
+ * Weak: a build without the plugin has none (the status listener checks).
+ * Called on the status listener's thread.
+ */
+struct sl_gen_s;
+void sl_prometheus_render(const struct sl_gen_s *g, sl_metrics_t *const *all, int n,
+                          struct evbuffer *out) __attribute__((weak));
+
 #endif

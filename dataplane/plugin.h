@@ -23,8 +23,8 @@
  * head goes out, also for responses a plugin produced), log
  * (after the response was handed to the client; never delays it). A plugin
  * that calls sl_pdk_response_exit in access ends the phase: later access
- * handlers are skipped, header_filter and log of the plugins collected so far
- * still run.
+ * handlers are skipped but their plugins are still collected, so that the
+ * header_filter and log of every plugin that applies run on the answer.
  *
  * Handlers run on worker threads, concurrently, with a read-only conf.
  * Handlers that wait (a network call) will return SL_PLUGIN_SUSPEND and

@@ -432,7 +432,7 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
     }
     sl_sb_addlit(&body, "\"}\n");
 
-    if (r && !r->body_done && r->body_kind != B_NONE)
+    if (r && (r->client_close || (!r->body_done && r->body_kind != B_NONE)))
         close = true;
     if (!r || c->draining || !r->h.keep_alive)
         close = true;
@@ -461,6 +461,8 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
         sl_sb_add(&b, r->reqid, 32);
         sl_sb_addlit(&b, "\r\n");
     }
+    if (r)
+        r->source = "error";
     if (r && r->run.nran) {
         run_header_filter(r, status, NULL, 0);
         add_op_headers(&b, r, true);
@@ -478,7 +480,8 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
     sl_sb_dispose(&body);
     if (r) {
         r->status = status;
-        r->bytes_out += body.len;
+        if (!sl_str_caseeq_lit(r->h.method, "HEAD"))
+            r->bytes_out += body.len;
         if (close)
             r->client_close = true;
         finish_request(r);
@@ -992,6 +995,10 @@ static void start_buffering(sl_req_t *r)
     sl_conn_t *c = r->c;
     r->buffering = true;
     r->body_buf = evbuffer_new();
+    if (r->body_kind == B_LENGTH && r->body_left > c->w->conf->client_body_buffer_size) {
+        buffer_request_body(r); /* refuses it before a 100 Continue invites it */
+        return;
+    }
     if (r->h.expect_continue && r->h.minor_version == 1) {
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
         flush_out(c->bev);
@@ -1781,7 +1788,8 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
             continue;
         if (r->resp_dechunk && id == H_CONTENT_LENGTH)
             continue;
-        if (r->nresp_ops && ops_replace(r, h->name))
+        if (r->nresp_ops && !(id == H_CONTENT_LENGTH && res->body_kind == SL_H1_BODY_LENGTH) &&
+            ops_replace(r, h->name))
             continue;
         if (id == H_SERVER)
             has_server = true;
@@ -1914,6 +1922,7 @@ static void release_response(sl_req_t *r)
         .content_length = len,
     };
     bool dechunk = r->resp_dechunk;
+    r->resp_dechunk = false; /* the held body is de-chunked already: keep its Content-Length */
     r->resp_releasing = true;
     write_response_head(r, &res);
     r->resp_releasing = false;

@@ -25,7 +25,7 @@
 
 struct conn {
     struct conn *next;
-    char key[1100]; /* host, port, user, password, database */
+    char key[1100];        /* host, port, user, password, database */
     redisAsyncContext *ac; /* NULL: not connected */
     struct event_base *base;
 };
@@ -35,7 +35,7 @@ struct sl_redis_call_s {
     struct event *timer;
     sl_redis_cb cb;
     void *arg;
-    bool delivered; /* cb called, or cancelled */
+    bool delivered;  /* cb called, or cancelled */
     bool in_hiredis; /* hiredis will call on_reply for it */
 };
 
@@ -161,8 +161,7 @@ static struct conn *conn_for(struct event_base *base, const sl_redis_target_t *t
 }
 
 sl_redis_call_t *sl_redis_command(struct event_base *base, const sl_redis_target_t *t, int argc,
-                                  const char **argv, const size_t *lens, sl_redis_cb cb,
-                                  void *arg)
+                                  const char **argv, const size_t *lens, sl_redis_cb cb, void *arg)
 {
     sl_redis_call_t *call = sl_xcalloc(1, sizeof(*call));
     call->cb = cb;

@@ -37,8 +37,7 @@ typedef void (*sl_redis_cb)(const redisReply *reply, const char *err, void *arg)
  * reply could not be told apart), failing the calls queued behind it.
  */
 sl_redis_call_t *sl_redis_command(struct event_base *base, const sl_redis_target_t *t, int argc,
-                                  const char **argv, const size_t *lens, sl_redis_cb cb,
-                                  void *arg);
+                                  const char **argv, const size_t *lens, sl_redis_cb cb, void *arg);
 
 /* cb will not be called (the request it was for is gone). */
 void sl_redis_cancel(sl_redis_call_t *call);

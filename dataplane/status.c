@@ -87,6 +87,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         for (int i = 0; i < n; i++)
             all[i] = s->workers[i]->metrics;
         sl_metrics_render(all, n, hash, body);
+        if (sl_prometheus_render)
+            sl_prometheus_render(g, all, n, body);
         reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", body);
     } else {
         evbuffer_add_printf(body, "{\"message\":\"Not found\"}\n");

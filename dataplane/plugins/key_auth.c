@@ -2,12 +2,25 @@
  * key_auth.c: the key-auth plugin (Kong 3.10's kong/plugins/key-auth),
  * PRIORITY 1250, access phase only.
  *
- * A request names its API key in a header or a query argument called by one
- * of config.key_names (tried in order; for each name the header first, then
- * the query). The key selects a keyauth_credentials row and through it the
- * consumer, which becomes the request's authenticated consumer with Kong's
- * upstream headers (X-Consumer-ID, X-Consumer-Username,
- * X-Consumer-Custom-ID, X-Credential-Identifier).
+ * A request names its API key in a header, a query argument or (with
+ * config.key_in_body) a body field called by one of config.key_names (tried
+ * in order; for each name the header first, then the query, then the body).
+ * The key selects a keyauth_credentials row and through it the consumer,
+ * which becomes the request's authenticated consumer with Kong's upstream
+ * headers (X-Consumer-ID, X-Consumer-Username, X-Consumer-Custom-ID,
+ * X-Credential-Identifier).
+ *
+ * The body is read as kong.request.get_body reads it (body_args.c): a form,
+ * a JSON object or multipart fields, by the request's Content-Type; a body
+ * of another type, or one that does not parse, has no key (Kong logs why).
+ * A field given twice (or a JSON object or array) is a duplicate key; a
+ * JSON number or boolean is no key. With config.hide_credentials the key's
+ * name is removed from the header, the query and, with key_in_body, from
+ * the body, which goes upstream re-encoded as kong.service.request.set_body
+ * encodes it (form fields sorted by name, compact JSON, multipart fields as
+ * plain parts sorted by name), whether or not the key came from it, as in
+ * Kong. Instances with key_in_body make the proxy read the body before the
+ * access phase (wants_body), up to client_body_buffer_size.
  *
  * Without config.anonymous the plugin is a gate ("logical AND" in Kong's
  * words): no key is 401 "No API key found in request", a key seen twice is
@@ -19,13 +32,11 @@
  * consumer (X-Anonymous-Consumer: true) instead of being refused; an
  * anonymous value naming no consumer is a 500, as in Kong.
  *
- * config.key_in_body is refused at configure time: the PDK cannot read
- * request bodies yet.
- *
  * Threads: configure and dispose run where a generation is built; access
  * runs on any worker, concurrently, reading the conf and writing only into
  * the request's arena.
  */
+#include "body_args.h"
 #include "log.h"
 #include "pdk.h"
 #include "plugin.h"
@@ -46,6 +57,7 @@ struct key_auth {
     bool hide_credentials;
     bool key_in_header;
     bool key_in_query;
+    bool key_in_body;
     bool run_on_preflight;
     char *anonymous;        /* owned; NULL: none */
     char *www_authenticate; /* owned: "Key realm=\"...\"" or "Key" */
@@ -185,23 +197,16 @@ static bool read_key_names(const json_t *config, struct key_auth *c, char *err, 
 static void *configure(const json_t *config, const char *instance_id, char *err, size_t errlen)
 {
     struct key_auth *c = sl_xcalloc(1, sizeof(*c));
-    bool key_in_body = false;
     char *realm = NULL;
     if (!read_key_names(config, c, err, errlen) ||
         !read_bool(config, "hide_credentials", false, &c->hide_credentials, err, errlen) ||
         !read_bool(config, "key_in_header", true, &c->key_in_header, err, errlen) ||
         !read_bool(config, "key_in_query", true, &c->key_in_query, err, errlen) ||
-        !read_bool(config, "key_in_body", false, &key_in_body, err, errlen) ||
+        !read_bool(config, "key_in_body", false, &c->key_in_body, err, errlen) ||
         !read_bool(config, "run_on_preflight", true, &c->run_on_preflight, err, errlen) ||
         !read_text(config, "anonymous", &c->anonymous, err, errlen) ||
         !read_text(config, "realm", &realm, err, errlen))
         goto fail_conf;
-    if (key_in_body) {
-        fail(err, errlen,
-             "config.key_in_body: reading the key from the request body is not supported yet "
-             "by this data plane; set key_in_body to false");
-        goto fail_conf;
-    }
     c->www_authenticate = realm ? sl_xasprintf("Key realm=\"%s\"", realm) : sl_xstrdup("Key");
     free(realm);
     return c;
@@ -216,9 +221,11 @@ fail_conf:
 /* Finding the key                                                           */
 
 enum found {
-    FOUND_NONE,      /* not there (or, in the query, an argument without '=') */
+    FOUND_NONE,      /* not there: the next place is searched */
     FOUND_ONE,       /* one value */
     FOUND_DUPLICATE, /* more than one: Kong sees a table and refuses */
+    FOUND_OTHER,     /* a value that is no key (a query flag, a JSON number):
+                        the search goes on with the next name */
 };
 
 /* Whether a request header name is the key name `key`, as nginx's header
@@ -273,8 +280,8 @@ static sl_str_t unescape(sl_pdk_t *p, const char *s, size_t n)
 /*
  * Looks a key name up in the raw query string as Kong's kong.request.get_query
  * sees it: names and values decoded, the first MAX_QUERY_ARGS arguments only,
- * an argument without '=' a boolean (not a key), a name given twice a table
- * (a duplicate).
+ * an argument without '=' a boolean (not a key, and the body is not searched
+ * for that name), a name given twice a table (a duplicate).
  */
 static enum found find_in_query(sl_pdk_t *p, const char *key, sl_str_t *value)
 {
@@ -305,7 +312,9 @@ static enum found find_in_query(sl_pdk_t *p, const char *key, sl_str_t *value)
     }
     if (seen > 1)
         return FOUND_DUPLICATE;
-    return seen == 1 && has_value ? FOUND_ONE : FOUND_NONE;
+    if (seen == 0)
+        return FOUND_NONE;
+    return has_value ? FOUND_ONE : FOUND_OTHER;
 }
 
 /* Removes the key from what goes upstream: the header (by the name and, for
@@ -324,6 +333,52 @@ static void hide_key(sl_pdk_t *p, const char *name)
     sl_pdk_service_request_clear_query_arg(p, name);
 }
 
+/* The request body as kong.request.get_body gives it, parsed once. */
+struct body_state {
+    bool parsed;
+    bool ok; /* false: get_body failed (Kong's EMPTY table) */
+    sl_body_t body;
+};
+
+static sl_body_t *get_body(sl_pdk_t *p, struct body_state *b)
+{
+    if (!b->parsed) {
+        const char *why = NULL;
+        b->parsed = true;
+        b->ok = sl_body_get(p, &b->body, &why);
+        if (!b->ok)
+            sl_pdk_log(p, SL_LOG_INFO, "Cannot process request body: %s", why);
+    }
+    return b->ok ? &b->body : NULL;
+}
+
+static enum found find_in_body(sl_pdk_t *p, struct body_state *b, const char *key, sl_str_t *value)
+{
+    sl_body_t *body = get_body(p, b);
+    switch (body ? sl_body_lookup(body, key, value) : SL_BODY_ABSENT) {
+    case SL_BODY_STRING:
+        return FOUND_ONE;
+    case SL_BODY_TABLE:
+        return FOUND_DUPLICATE;
+    case SL_BODY_SCALAR:
+        return FOUND_OTHER;
+    case SL_BODY_ABSENT:
+        break;
+    }
+    return FOUND_NONE;
+}
+
+/* With key_in_body, the body without the key's name goes upstream, encoded
+ * again (Kong does this even when the key came from elsewhere). */
+static void hide_in_body(sl_pdk_t *p, struct body_state *b, const char *name)
+{
+    sl_body_t *body = get_body(p, b);
+    if (!body)
+        return;
+    sl_body_remove(body, name);
+    sl_body_set(p, body);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Access                                                                    */
 
@@ -333,37 +388,59 @@ static const char *const DUPLICATE_KEY = "Duplicate API key found";
 static const char *const BAD_KEY = "Unauthorized";
 
 /*
+ * Finds the key as Kong's do_authentication does: for each name in order,
+ * the header, the query, the body; the first string found is the key, a
+ * table is a duplicate. Returns NULL with *key set (in the arena), or the
+ * 401 message.
+ */
+static const char *find_key(sl_pdk_t *p, const struct key_auth *c, struct body_state *b,
+                            sl_str_t *key)
+{
+    for (size_t i = 0; i < c->nkeys; i++) {
+        const char *name = c->key_names[i];
+        sl_str_t v = {NULL, 0};
+        enum found f = FOUND_NONE;
+        if (c->key_in_header)
+            f = find_in_headers(p, name, &v);
+        if (f == FOUND_NONE && c->key_in_query)
+            f = find_in_query(p, name, &v);
+        if (f == FOUND_NONE && c->key_in_body)
+            f = find_in_body(p, b, name, &v);
+        if (f == FOUND_DUPLICATE)
+            return DUPLICATE_KEY;
+        if (f != FOUND_ONE)
+            continue;
+        /* A copy: hiding it from a JSON body frees the value. */
+        *key = (sl_str_t){sl_pdk_strndup(p, v.p, v.len), v.len};
+        if (c->hide_credentials) {
+            hide_key(p, name);
+            if (c->key_in_body)
+                hide_in_body(p, b, name);
+        }
+        return key->len ? NULL : NO_KEY;
+    }
+    return NO_KEY;
+}
+
+/*
  * Kong's do_authentication. Returns NULL when the request is authenticated
  * (the consumer and its upstream headers set), or the 401 message.
  */
 static const char *authenticate(sl_pdk_t *p, const struct key_auth *c)
 {
+    struct body_state b = {0};
     sl_str_t key = {NULL, 0};
-    bool have = false;
-    for (size_t i = 0; i < c->nkeys && !have; i++) {
-        const char *name = c->key_names[i];
-        enum found f = FOUND_NONE;
-        if (c->key_in_header)
-            f = find_in_headers(p, name, &key);
-        if (f == FOUND_NONE && c->key_in_query)
-            f = find_in_query(p, name, &key);
-        if (f == FOUND_DUPLICATE)
-            return DUPLICATE_KEY;
-        if (f == FOUND_ONE) {
-            have = true;
-            if (c->hide_credentials)
-                hide_key(p, name);
-        }
-    }
-    if (!have || key.len == 0)
-        return NO_KEY;
+    const char *why = find_key(p, c, &b, &key);
+    if (b.parsed)
+        sl_body_dispose(&b.body);
+    if (why)
+        return why;
 
     /* A key with a NUL in it (%00 in the query) would be cut short by the
      * lookup and might match another key: it matches nothing. */
     if (memchr(key.p, '\0', key.len))
         return BAD_KEY;
-    const char *k = sl_pdk_strndup(p, key.p, key.len);
-    const sl_credential_t *cred = sl_pdk_credential_lookup(p, "keyauth_credentials", k);
+    const sl_credential_t *cred = sl_pdk_credential_lookup(p, "keyauth_credentials", key.p);
     if (!cred)
         return BAD_KEY;
     sl_pdk_auth_set_consumer(p, cred->consumer, cred);
@@ -410,9 +487,16 @@ static int on_access(sl_pdk_t *p, void *conf)
     return sl_pdk_response_error(p, 401, why);
 }
 
+/* The body is read before access only for instances that look in it. */
+static bool wants_body(const void *conf)
+{
+    return ((const struct key_auth *)conf)->key_in_body;
+}
+
 const sl_native_plugin_t sl_plugin_key_auth = {
     .name = "key-auth",
     .configure = configure,
     .dispose = dispose,
+    .wants_body = wants_body,
     .access = on_access,
 };

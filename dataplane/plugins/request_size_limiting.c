@@ -1,27 +1,35 @@
 /*
  * request-size-limiting: refuses request bodies larger than
  * config.allowed_payload_size (in config.size_unit: megabytes, kilobytes or
- * bytes, powers of 1024), as Kong's
+ * bytes, powers of 1024), as Kong 3.10's
  * kong/plugins/request-size-limiting/handler.lua does.
  *
- * The size is the request's Content-Length. Over the limit the answer is
- * 413 {"message":"Request size limit exceeded"}, or 417 with the same
- * message when the client sent "Expect: 100-continue" (Kong's choice: the
- * client has not sent the body yet). With config.require_content_length, a
- * request without Content-Length and without a chunked body gets 411
- * {"message":"A valid Content-Length header is required"}, as in Kong (a
- * bodiless GET included).
+ * A request with a Content-Length is judged by it. Over the limit the
+ * answer is Kong's kong.response.error 413 "Request size limit exceeded", or
+ * 417 with the same message when the client sent "Expect: 100-continue".
+ * Without a Content-Length, config.require_content_length refuses anything
+ * but a chunked body with 411 "A valid Content-Length header is required"
+ * (a bodiless GET included, as in Kong); otherwise the body itself is
+ * measured: a chunked body by its de-chunked length.
  *
- * A body without Content-Length (Transfer-Encoding: chunked) is where this
- * data plane differs. Kong reads such a body in access and measures it; the
- * PDK gives plugins no access to the body yet, so its size is unknown when
- * the decision has to be made. Letting it through would make the limit
- * trivially avoidable (send the same body chunked), which defeats the point
- * of the plugin, so this implementation fails closed: such a request gets
- * 411 "A valid Content-Length header is required", which tells the client
- * the one thing that makes the request acceptable. Small chunked bodies that
- * Kong would accept are therefore refused here until the PDK can count the
- * body as it streams.
+ * Measuring a chunked body needs the body read before the access phase,
+ * which the proxy does only for routes whose plugins ask for it
+ * (wants_body), and then for every request of the route, with or without a
+ * Content-Length, up to client_body_buffer_size (default 1m): a larger body
+ * gets the proxy's own 413 before any plugin runs. That is only right when
+ * this plugin would refuse such a body anyway, i.e. when its limit is below
+ * the buffer, so an instance asks for the body only when its limit is below
+ * BUFFERED_LIMIT_MAX (the default client_body_buffer_size; a data plane
+ * configured with a smaller buffer has the gap between the two). Instances
+ * with a larger limit (the default, 128 megabytes, among them) do not, and
+ * keep the earlier behaviour for the body they cannot measure: a chunked
+ * body is refused with 411 "A valid Content-Length header is required",
+ * because letting it through would make the limit trivially avoidable.
+ *
+ * Two consequences of reading the body before access, for instances that
+ * do: a request whose Content-Length is over the limit is answered once its
+ * body has arrived rather than from the head alone, and a client that sent
+ * "Expect: 100-continue" gets "100 Continue" from the proxy before the 417.
  *
  * configure() and dispose() run on the thread that builds a generation;
  * access() runs on any worker with a read-only conf.
@@ -36,6 +44,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The largest limit for which the body is read before access: the
+ * default client_body_buffer_size (dp_conf.c). */
+#define BUFFERED_LIMIT_MAX (1024 * 1024)
 
 struct conf {
     uint64_t max_bytes; /* allowed_payload_size * unit, saturated */
@@ -103,29 +115,43 @@ static bool expects_continue(sl_pdk_t *p)
     return sl_str_caseeq_lit(v, "100-continue");
 }
 
+static int too_large(sl_pdk_t *p)
+{
+    return sl_pdk_response_error(p, expects_continue(p) ? 417 : 413, "Request size limit exceeded");
+}
+
 static int on_access(sl_pdk_t *p, void *vconf)
 {
     const struct conf *c = vconf;
-    sl_str_t cl, te;
+    sl_str_t cl, te, body;
     uint64_t len;
     if (sl_pdk_request_get_header(p, "content-length", &cl) &&
-        sl_parse_u64(cl.p, cl.len, UINT64_MAX, &len) == SL_OK) {
-        if (len <= c->max_bytes)
-            return SL_PLUGIN_CONTINUE;
-        return sl_pdk_response_exit_message(p, expects_continue(p) ? 417 : 413,
-                                            "Request size limit exceeded");
-    }
-    /* A body of unknown size: refused, see the design comment. */
+        sl_parse_u64(cl.p, cl.len, UINT64_MAX, &len) == SL_OK)
+        return len > c->max_bytes ? too_large(p) : SL_PLUGIN_CONTINUE;
+    /* Kong: headers["Transfer-Encoding"] ~= "chunked" */
+    bool chunked = sl_pdk_request_get_header(p, "transfer-encoding", &te) && te.len == 7 &&
+                   !memcmp(te.p, "chunked", 7);
+    if (c->require_content_length && !chunked)
+        return sl_pdk_response_error(p, 411, "A valid Content-Length header is required");
+    if (sl_pdk_request_get_raw_body(p, &body))
+        return body.len > c->max_bytes ? too_large(p) : SL_PLUGIN_CONTINUE;
+    /* A body that was not read (see the design comment): refused. */
     if (sl_pdk_request_get_header(p, "transfer-encoding", &te))
-        return sl_pdk_response_exit_message(p, 411, "A valid Content-Length header is required");
-    if (c->require_content_length)
-        return sl_pdk_response_exit_message(p, 411, "A valid Content-Length header is required");
+        return sl_pdk_response_error(p, 411, "A valid Content-Length header is required");
     return SL_PLUGIN_CONTINUE;
+}
+
+/* Whether the proxy reads the body before access for this instance. */
+static bool wants_body(const void *vconf)
+{
+    const struct conf *c = vconf;
+    return c->max_bytes < BUFFERED_LIMIT_MAX;
 }
 
 const sl_native_plugin_t sl_plugin_request_size_limiting = {
     .name = "request-size-limiting",
     .configure = configure,
     .dispose = dispose,
+    .wants_body = wants_body,
     .access = on_access,
 };

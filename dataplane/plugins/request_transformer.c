@@ -2,16 +2,41 @@
  * request_transformer.c is the request-transformer plugin (Kong 3.10's
  * kong/plugins/request-transformer): it changes the request before it goes
  * upstream, in Kong's order: the path (replace.uri), the method
- * (http_method), the headers, then the query string; within headers and the
- * query string the operations run remove, rename, replace, add, append.
+ * (http_method), the headers, the body, then the query string; within each
+ * the operations run remove, rename, replace, add, append.
  *
  * Items are "name:value" strings split as Kong splits them (the Lua pattern
  * "^([^:]+):*(.-)$": the name runs to the first colon, any run of colons
- * follows, the value is the rest). Two parts of Kong's plugin are not here
- * yet and their configs are refused by configure() rather than ignored:
- * body transformations (remove/rename/replace/add/append.body: plugins cannot
- * read the request body yet) and templates ("$(...)" in a value, which Kong
- * renders with Lua).
+ * follows, the value is the rest). Templates ("$(...)" in a value, which
+ * Kong renders with Lua) are not here: configure() refuses them rather than
+ * send them literally.
+ *
+ * Body operations apply to the body kinds Kong's transform_body knows, by
+ * the Content-Type (after the header operations): one containing
+ * application/json, else multipart/form-data, else
+ * application/x-www-form-urlencoded; other bodies pass untouched. A
+ * transformed body goes upstream with its new Content-Length.
+ *   - JSON: values are set as strings; append turns a string into an
+ *     array and appends to an array. A body that does not parse passes as
+ *     it is; a top-level array has no names and is only written out again
+ *     (compact), as Kong does. Empty body: add and append start from {}.
+ *   - Form: the first 100 fields, as ngx.decode_args reads them, written
+ *     back in their order (Kong's order is the Lua table's, unspecified).
+ *   - Multipart (lua-multipart): rename runs before remove, replace moves the
+ *     field to the end, append does nothing (as in Kong); parts keep their
+ *     headers. A multipart Content-Type without a boundary leaves the body
+ *     alone (Kong would write parts on a boundary nobody knows).
+ * remove, rename and replace need a non-empty body; add and append do not.
+ * Where Kong raises a Lua error (a JSON body that is a bare string or
+ * number, a repeated form field moved into the query) this one does the
+ * evident thing instead.
+ *
+ * When http_method is GET, HEAD or TRACE and the body is form-encoded, its
+ * fields are also appended to the query string (Kong's transform_method);
+ * the body itself still goes upstream.
+ *
+ * Instances with body operations or such a method make the proxy read the
+ * body before the access phase (wants_body), up to client_body_buffer_size.
  *
  * Headers follow the table Kong builds from kong.request.get_headers(): Host
  * is left out of it, so remove, rename and add never see Host, while replace
@@ -23,6 +48,7 @@
  * read-only afterwards and shared by every worker thread. The access
  * handler's working memory lives in the request arena.
  */
+#include "body_args.h"
 #include "log.h"
 #include "pdk.h"
 #include "plugin.h"
@@ -31,9 +57,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-
-/* kong.request.get_query's default bound (lua_max_uri_args). */
-#define MAX_QUERY_ARGS 100
 
 enum { OP_REMOVE, OP_RENAME, OP_REPLACE, OP_ADD, OP_APPEND, NOPS };
 static const char *const op_names[NOPS] = {"remove", "rename", "replace", "add", "append"};
@@ -55,7 +78,9 @@ struct reqtx_conf {
     bool method_known; /* one kong.service.request.set_method accepts */
     char *uri;         /* owned: replace.uri, escaped as set_path escapes; NULL: keep */
     bool uri_ok;       /* starts with '/', as set_path requires */
-    struct items headers[NOPS], query[NOPS];
+    struct items headers[NOPS], query[NOPS], body[NOPS];
+    bool has_body_ops;  /* some body list is not empty */
+    bool form_to_query; /* http_method GET, HEAD or TRACE */
 };
 
 /* The methods kong.service.request.set_method accepts. */
@@ -83,6 +108,7 @@ static void dispose(void *p)
     for (int op = 0; op < NOPS; op++) {
         free_items(&c->headers[op]);
         free_items(&c->query[op]);
+        free_items(&c->body[op]);
     }
     free(c->http_method);
     free(c->uri);
@@ -287,20 +313,17 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
             snprintf(err, errlen, "config.%s: expected a record", op_names[op]);
             goto fail;
         }
-        const json_t *body = group ? json_object_get(group, "body") : NULL;
-        if (body && !json_is_null(body) && (!json_is_array(body) || json_array_size(body) > 0)) {
-            snprintf(err, errlen,
-                     "config.%s.body: body transformations are not supported yet (plugins "
-                     "cannot read the request body); leave config.%s.body empty",
-                     op_names[op], op_names[op]);
-            goto fail;
-        }
         if (!read_items(group, op, "headers", true, &c->headers[op], err, errlen) ||
-            !read_items(group, op, "querystring", false, &c->query[op], err, errlen))
+            !read_items(group, op, "querystring", false, &c->query[op], err, errlen) ||
+            !read_items(group, op, "body", false, &c->body[op], err, errlen))
             goto fail;
+        c->has_body_ops |= c->body[op].n > 0;
         if (op == OP_REPLACE && !read_uri(group, c, err, errlen))
             goto fail;
     }
+    c->form_to_query =
+        c->http_method && (!strcmp(c->http_method, "GET") || !strcmp(c->http_method, "HEAD") ||
+                           !strcmp(c->http_method, "TRACE"));
     return c;
 
 fail:
@@ -392,247 +415,330 @@ static void transform_headers(sl_pdk_t *p, const struct reqtx_conf *c)
 /* ------------------------------------------------------------------------ */
 /* Query string                                                              */
 
-/* One value of an argument: flag is an argument without '=' (Lua's true). */
-struct qval {
-    const char *p;
-    size_t len;
-    bool flag;
-};
-
-/* One argument name with its values in order (a Lua string, true or array). */
-struct qarg {
-    const char *name;
-    size_t name_len;
-    struct qval *vals;
-    size_t nvals, cap;
-};
-
-struct query {
-    struct qarg *args;
-    size_t n, cap;
-};
-
-/* ngx_http_lua_unescape_uri for a URI component: '+' is a space, %XX a
- * byte; after a '%', a character that is not a hex digit is kept if it
- * comes first and dropped if it comes second, as nginx's state machine
- * does. Writes into out (at least n bytes); returns the length. */
-static size_t unescape(const char *s, size_t n, char *out)
+static bool item_renames_to_itself(const struct item *it)
 {
-    enum { USUAL, QUOTED, QUOTED_SECOND } state = USUAL;
-    size_t k = 0;
-    int hi = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = sl_hex_value(s[i]);
-        switch (state) {
-        case USUAL:
-            if (s[i] == '%')
-                state = QUOTED;
-            else
-                out[k++] = s[i] == '+' ? ' ' : s[i];
-            break;
-        case QUOTED:
-            if (d >= 0) {
-                hi = d;
-                state = QUOTED_SECOND;
-            } else {
-                out[k++] = s[i];
-                state = USUAL;
-            }
-            break;
-        case QUOTED_SECOND:
-            if (d >= 0)
-                out[k++] = (char)(hi << 4 | d);
-            state = USUAL;
-            break;
-        }
-    }
-    return k;
+    return it->name_len == it->value_len && !memcmp(it->name, it->value, it->name_len);
 }
 
-static struct qarg *find_arg(struct query *q, const char *name, size_t len)
+static sl_arg_val_t item_value(const struct item *it)
 {
-    for (size_t i = 0; i < q->n; i++)
-        if (q->args[i].name_len == len && !memcmp(q->args[i].name, name, len))
-            return &q->args[i];
-    return NULL;
+    return (sl_arg_val_t){it->value, it->value_len, false};
 }
 
-static void push_val(sl_pdk_t *p, struct qarg *a, struct qval v)
+/* Lua's rename(tbl, old, new) on an argument table: the value moves, any
+ * argument of the new name is replaced. True when something moved. */
+static bool rename_arg(sl_args_t *a, const struct item *it)
 {
-    if (a->nvals == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 2;
-        struct qval *vals = sl_pdk_alloc(p, cap * sizeof *vals);
-        if (a->nvals)
-            memcpy(vals, a->vals, a->nvals * sizeof *vals);
-        a->vals = vals;
-        a->cap = cap;
-    }
-    a->vals[a->nvals++] = v;
+    if (item_renames_to_itself(it) || !sl_args_find(a, it->name, it->name_len))
+        return false;
+    sl_arg_t *target = sl_args_find(a, it->value, it->value_len);
+    if (target)
+        sl_args_remove(a, target);
+    sl_arg_t *arg = sl_args_find(a, it->name, it->name_len);
+    arg->name = it->value;
+    arg->name_len = it->value_len;
+    return true;
 }
 
-static struct qarg *new_arg(sl_pdk_t *p, struct query *q, const char *name, size_t len)
+/* Kong's append_value on an argument: a string becomes {old, value}, an
+ * array grows, true (a flag) or nothing becomes {value}. */
+static void append_arg(sl_pdk_t *p, sl_args_t *a, const struct item *it)
 {
-    SL_ASSERT(q->n < q->cap);
-    struct qarg *a = &q->args[q->n++];
-    *a = (struct qarg){.name = name, .name_len = len};
-    return a;
-}
-
-static void drop_arg(struct query *q, struct qarg *a)
-{
-    size_t i = (size_t)(a - q->args);
-    memmove(&q->args[i], &q->args[i + 1], (q->n - i - 1) * sizeof *a);
-    q->n--;
-}
-
-/* kong.request.get_query: the first MAX_QUERY_ARGS arguments, decoded;
- * arguments with an empty name are skipped, as ngx.req.get_uri_args does. */
-static void parse_query(sl_pdk_t *p, sl_str_t raw, struct query *q)
-{
-    const char *s = raw.p, *end = raw.p + raw.len;
-    size_t seen = 0;
-    while (s < end && seen < MAX_QUERY_ARGS) {
-        const char *amp = memchr(s, '&', (size_t)(end - s));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(s, '=', (size_t)(stop - s));
-        const char *kend = eq ? eq : stop;
-        if (stop > s) {
-            seen++;
-            char *key = sl_pdk_alloc(p, (size_t)(kend - s) + 1);
-            size_t klen = unescape(s, (size_t)(kend - s), key);
-            if (klen > 0) {
-                struct qval v = {"", 0, true};
-                if (eq) {
-                    char *val = sl_pdk_alloc(p, (size_t)(stop - eq));
-                    v = (struct qval){val, unescape(eq + 1, (size_t)(stop - eq - 1), val), false};
-                }
-                struct qarg *a = find_arg(q, key, klen);
-                push_val(p, a ? a : new_arg(p, q, key, klen), v);
-            }
-        }
-        s = stop + 1;
-    }
-}
-
-/* ngx.escape_uri (a URI component): all but A-Z a-z 0-9 - . _ ~ as %XX. */
-static size_t escape_component(const char *s, size_t n, char *out)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-            out[k++] = (char)ch;
-        } else {
-            static const char hex[] = "0123456789ABCDEF";
-            out[k++] = '%';
-            out[k++] = hex[ch >> 4];
-            out[k++] = hex[ch & 15];
-        }
-    }
-    return k;
-}
-
-static int cmp_strs(const void *a, const void *b)
-{
-    const sl_str_t *x = a, *y = b;
-    int c = memcmp(x->p, y->p, SL_MIN(x->len, y->len));
-    return c ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* kong.service.request.set_query: each argument encoded as ngx.encode_args
- * encodes it ("k=v&k=v2", "k" for true), the pieces sorted, joined by '&'. */
-static char *encode_query(sl_pdk_t *p, const struct query *q)
-{
-    sl_str_t *pieces = sl_pdk_alloc(p, (q->n ? q->n : 1) * sizeof *pieces);
-    size_t total = 1;
-    for (size_t i = 0; i < q->n; i++) {
-        const struct qarg *a = &q->args[i];
-        size_t max = 0;
-        for (size_t j = 0; j < a->nvals; j++)
-            max += 3 * (a->name_len + a->vals[j].len) + 2;
-        char *buf = sl_pdk_alloc(p, max + 1);
-        size_t len = 0;
-        for (size_t j = 0; j < a->nvals; j++) {
-            if (j > 0)
-                buf[len++] = '&';
-            len += escape_component(a->name, a->name_len, buf + len);
-            if (!a->vals[j].flag) {
-                buf[len++] = '=';
-                len += escape_component(a->vals[j].p, a->vals[j].len, buf + len);
-            }
-        }
-        pieces[i] = (sl_str_t){buf, len};
-        total += len + 1;
-    }
-    qsort(pieces, q->n, sizeof *pieces, cmp_strs);
-    char *out = sl_pdk_alloc(p, total), *w = out;
-    for (size_t i = 0; i < q->n; i++) {
-        if (i > 0)
-            *w++ = '&';
-        memcpy(w, pieces[i].p, pieces[i].len);
-        w += pieces[i].len;
-    }
-    *w = '\0';
-    return out;
+    sl_arg_t *arg = sl_args_find(a, it->name, it->name_len);
+    if (!arg)
+        arg = sl_args_add(p, a, it->name, it->name_len);
+    else if (arg->nvals == 1 && arg->vals[0].flag)
+        arg->nvals = 0;
+    sl_arg_push(p, arg, item_value(it));
 }
 
 static void transform_query(sl_pdk_t *p, const struct reqtx_conf *c)
 {
     const struct items *qs = c->query;
-    size_t extra = 0;
+    size_t nops = 0;
     for (int op = 0; op < NOPS; op++)
-        extra += qs[op].n;
-    if (extra == 0)
+        nops += qs[op].n;
+    if (nops == 0)
         return;
 
-    struct query q = {.cap = MAX_QUERY_ARGS + extra};
-    q.args = sl_pdk_alloc(p, q.cap * sizeof *q.args);
-    parse_query(p, sl_pdk_request_get_raw_query(p), &q);
-
+    sl_args_t q;
+    sl_args_decode(p, sl_pdk_request_get_raw_query(p), &q);
     for (size_t i = 0; i < qs[OP_REMOVE].n; i++) {
-        const struct item *it = &qs[OP_REMOVE].v[i];
-        struct qarg *a = find_arg(&q, it->name, it->name_len);
+        sl_arg_t *a = sl_args_find(&q, qs[OP_REMOVE].v[i].name, qs[OP_REMOVE].v[i].name_len);
         if (a)
-            drop_arg(&q, a);
+            sl_args_remove(&q, a);
     }
-    for (size_t i = 0; i < qs[OP_RENAME].n; i++) {
-        const struct item *it = &qs[OP_RENAME].v[i];
-        if (it->name_len == it->value_len && !memcmp(it->name, it->value, it->name_len))
-            continue;
-        if (!find_arg(&q, it->name, it->name_len))
-            continue;
-        struct qarg *target = find_arg(&q, it->value, it->value_len);
-        if (target)
-            drop_arg(&q, target);
-        struct qarg *a = find_arg(&q, it->name, it->name_len);
-        a->name = it->value;
-        a->name_len = it->value_len;
-    }
+    for (size_t i = 0; i < qs[OP_RENAME].n; i++)
+        rename_arg(&q, &qs[OP_RENAME].v[i]);
     for (size_t i = 0; i < qs[OP_REPLACE].n; i++) {
         const struct item *it = &qs[OP_REPLACE].v[i];
-        struct qarg *a = find_arg(&q, it->name, it->name_len);
+        sl_arg_t *a = sl_args_find(&q, it->name, it->name_len);
         if (a) {
             a->nvals = 0;
-            push_val(p, a, (struct qval){it->value, it->value_len, false});
+            sl_arg_push(p, a, item_value(it));
         }
     }
     for (size_t i = 0; i < qs[OP_ADD].n; i++) {
         const struct item *it = &qs[OP_ADD].v[i];
-        if (!find_arg(&q, it->name, it->name_len))
-            push_val(p, new_arg(p, &q, it->name, it->name_len),
-                     (struct qval){it->value, it->value_len, false});
+        if (!sl_args_find(&q, it->name, it->name_len))
+            sl_arg_push(p, sl_args_add(p, &q, it->name, it->name_len), item_value(it));
     }
-    for (size_t i = 0; i < qs[OP_APPEND].n; i++) {
-        const struct item *it = &qs[OP_APPEND].v[i];
-        struct qarg *a = find_arg(&q, it->name, it->name_len);
+    for (size_t i = 0; i < qs[OP_APPEND].n; i++)
+        append_arg(p, &q, &qs[OP_APPEND].v[i]);
+    /* kong.service.request.set_query: sorted */
+    sl_pdk_service_request_set_raw_query(p, sl_args_encode(p, &q, true, NULL));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Method                                                                    */
+
+/*
+ * Kong's transform_method after set_method to GET, HEAD or TRACE: the
+ * fields of a form body are added to the query string (after any argument
+ * of the same name), which is written back sorted.
+ */
+static void move_form_to_query(sl_pdk_t *p)
+{
+    sl_str_t ct, raw;
+    if (!sl_pdk_request_get_header(p, "content-type", &ct) ||
+        sl_body_type_loose(ct) != SL_BODY_FORM || !sl_pdk_request_get_raw_body(p, &raw))
+        return;
+    sl_args_t form, q;
+    sl_args_decode(p, raw, &form);
+    if (form.n == 0)
+        return;
+    sl_args_decode(p, sl_pdk_request_get_raw_query(p), &q);
+    for (size_t i = 0; i < form.n; i++) {
+        const sl_arg_t *f = &form.v[i];
+        sl_arg_t *a = sl_args_find(&q, f->name, f->name_len);
         if (!a)
-            a = new_arg(p, &q, it->name, it->name_len);
-        else if (a->nvals == 1 && a->vals[0].flag)
-            a->nvals = 0; /* Kong's append_value turns `true` into {value} */
-        push_val(p, a, (struct qval){it->value, it->value_len, false});
+            a = sl_args_add(p, &q, f->name, f->name_len);
+        for (size_t j = 0; j < f->nvals; j++)
+            sl_arg_push(p, a, f->vals[j]);
     }
-    sl_pdk_service_request_set_raw_query(p, encode_query(p, &q));
+    sl_pdk_service_request_set_raw_query(p, sl_args_encode(p, &q, true, NULL));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Body                                                                      */
+
+/* Lua truth: nil and false are false, everything else (JSON null too,
+ * which cjson reads as a light userdata) is true. */
+static bool truthy(const json_t *v)
+{
+    return v && !json_is_false(v);
+}
+
+/* Sets a string member; false when jansson refuses it (never for names and
+ * values that came from a JSON config). */
+static bool set_string(json_t *obj, const struct item *it, const char *name)
+{
+    json_t *v = json_stringn(it->value, it->value_len);
+    return v && json_object_set_new(obj, name, v) == 0;
+}
+
+/* Kong's append_value on a JSON member. */
+static void append_json(json_t *obj, const struct item *it)
+{
+    json_t *old = json_object_get(obj, it->name);
+    json_t *v = json_stringn(it->value, it->value_len);
+    if (!v)
+        return;
+    if (json_is_string(old)) {
+        json_t *arr = json_array();
+        json_array_append(arr, old);
+        json_array_append_new(arr, v);
+        json_object_set_new(obj, it->name, arr);
+    } else if (json_is_array(old)) {
+        json_array_append_new(old, v);
+    } else if (json_is_object(old) && json_object_size(old) > 0) {
+        /* table.insert on a Lua table with only string keys sets [1],
+         * which cjson writes as the member "1". */
+        json_object_set_new(old, "1", v);
+    } else {
+        /* Anything else (nothing, a number, a boolean, null, {}) becomes
+         * {value}. */
+        json_t *arr = json_array();
+        json_array_append_new(arr, v);
+        json_object_set_new(obj, it->name, arr);
+    }
+}
+
+/*
+ * Kong's transform_json_body. Returns true with the new body in *out when
+ * an operation applied; false leaves the body alone (it did not parse, or
+ * nothing was configured that applies).
+ */
+static bool transform_json(sl_pdk_t *p, const struct reqtx_conf *c, sl_str_t raw, char **out,
+                           size_t *outlen)
+{
+    const struct items *b = c->body;
+    bool has_content = raw.len > 0, changed = false;
+    json_t *j = has_content ? sl_body_json_decode(raw) : json_object();
+    if (!j)
+        return false;
+    json_t *obj = json_is_object(j) ? j : NULL; /* an array has no names */
+    if (has_content) {
+        for (size_t i = 0; i < b[OP_REMOVE].n; i++) {
+            if (obj)
+                json_object_del(obj, b[OP_REMOVE].v[i].name);
+            changed = true;
+        }
+        for (size_t i = 0; obj && i < b[OP_RENAME].n; i++) {
+            const struct item *it = &b[OP_RENAME].v[i];
+            json_t *v = json_object_get(obj, it->name);
+            if (item_renames_to_itself(it) || !truthy(v))
+                continue;
+            json_incref(v);
+            json_object_del(obj, it->name);
+            if (json_object_set_new(obj, it->value, v) == 0)
+                changed = true;
+        }
+        for (size_t i = 0; obj && i < b[OP_REPLACE].n; i++) {
+            const struct item *it = &b[OP_REPLACE].v[i];
+            if (truthy(json_object_get(obj, it->name)) && set_string(obj, it, it->name))
+                changed = true;
+        }
+    }
+    for (size_t i = 0; i < b[OP_ADD].n; i++) {
+        const struct item *it = &b[OP_ADD].v[i];
+        if (obj && truthy(json_object_get(obj, it->name)))
+            continue;
+        if (obj)
+            set_string(obj, it, it->name);
+        changed = true; /* Kong sets the field of an array too, which cjson drops */
+    }
+    for (size_t i = 0; i < b[OP_APPEND].n; i++) {
+        if (obj)
+            append_json(obj, &b[OP_APPEND].v[i]);
+        changed = true;
+    }
+    if (changed)
+        *out = sl_body_json_encode(p, j, outlen);
+    json_decref(j);
+    return changed && *out;
+}
+
+/* Kong's transform_url_encoded_body. */
+static bool transform_form(sl_pdk_t *p, const struct reqtx_conf *c, sl_str_t raw, char **out,
+                           size_t *outlen)
+{
+    const struct items *b = c->body;
+    bool has_content = raw.len > 0, changed = false;
+    sl_args_t form;
+    sl_args_decode(p, raw, &form);
+    if (has_content) {
+        for (size_t i = 0; i < b[OP_REMOVE].n; i++) {
+            sl_arg_t *a = sl_args_find(&form, b[OP_REMOVE].v[i].name, b[OP_REMOVE].v[i].name_len);
+            if (a)
+                sl_args_remove(&form, a);
+            changed = true;
+        }
+        for (size_t i = 0; i < b[OP_RENAME].n; i++)
+            changed |= rename_arg(&form, &b[OP_RENAME].v[i]);
+        for (size_t i = 0; i < b[OP_REPLACE].n; i++) {
+            const struct item *it = &b[OP_REPLACE].v[i];
+            sl_arg_t *a = sl_args_find(&form, it->name, it->name_len);
+            if (a) {
+                a->nvals = 0;
+                sl_arg_push(p, a, item_value(it));
+                changed = true;
+            }
+        }
+    }
+    for (size_t i = 0; i < b[OP_ADD].n; i++) {
+        const struct item *it = &b[OP_ADD].v[i];
+        if (!sl_args_find(&form, it->name, it->name_len)) {
+            sl_arg_push(p, sl_args_add(p, &form, it->name, it->name_len), item_value(it));
+            changed = true;
+        }
+    }
+    for (size_t i = 0; i < b[OP_APPEND].n; i++) {
+        append_arg(p, &form, &b[OP_APPEND].v[i]);
+        changed = true;
+    }
+    if (changed)
+        *out = sl_args_encode(p, &form, false, outlen);
+    return changed;
+}
+
+/* Kong's transform_multipart_body (lua-multipart). */
+static bool transform_multipart(sl_pdk_t *p, const struct reqtx_conf *c, sl_str_t raw, sl_str_t ct,
+                                char **out, size_t *outlen)
+{
+    const struct items *b = c->body;
+    sl_str_t boundary;
+    if (!sl_multipart_boundary(ct, &boundary))
+        return false;
+    bool has_content = raw.len > 0, changed = false;
+    sl_multipart_t mp;
+    sl_multipart_decode(p, raw, boundary, &mp);
+    if (has_content) {
+        for (size_t i = 0; i < b[OP_RENAME].n; i++) {
+            const struct item *it = &b[OP_RENAME].v[i];
+            sl_part_t *part = sl_multipart_get(&mp, it->name, it->name_len);
+            if (!part || item_renames_to_itself(it))
+                continue;
+            sl_str_t v = part->value;
+            sl_multipart_set_simple(p, &mp, it->value, it->value_len, v.p, v.len);
+            sl_multipart_delete(&mp, it->name, it->name_len);
+            changed = true;
+        }
+        for (size_t i = 0; i < b[OP_REMOVE].n; i++) {
+            sl_multipart_delete(&mp, b[OP_REMOVE].v[i].name, b[OP_REMOVE].v[i].name_len);
+            changed = true;
+        }
+        for (size_t i = 0; i < b[OP_REPLACE].n; i++) {
+            const struct item *it = &b[OP_REPLACE].v[i];
+            if (!sl_multipart_get(&mp, it->name, it->name_len))
+                continue;
+            sl_multipart_delete(&mp, it->name, it->name_len);
+            sl_multipart_set_simple(p, &mp, it->name, it->name_len, it->value, it->value_len);
+            changed = true;
+        }
+    }
+    for (size_t i = 0; i < b[OP_ADD].n; i++) {
+        const struct item *it = &b[OP_ADD].v[i];
+        if (sl_multipart_get(&mp, it->name, it->name_len))
+            continue;
+        sl_multipart_set_simple(p, &mp, it->name, it->name_len, it->value, it->value_len);
+        changed = true;
+    }
+    if (changed)
+        *out = sl_multipart_encode(p, &mp, outlen);
+    return changed;
+}
+
+static void transform_body(sl_pdk_t *p, const struct reqtx_conf *c)
+{
+    sl_str_t ct, raw;
+    if (!c->has_body_ops || !sl_pdk_request_get_header(p, "content-type", &ct))
+        return;
+    sl_body_type_t type = sl_body_type_loose(ct);
+    if (type == SL_BODY_OTHER)
+        return;
+    if (!sl_pdk_request_get_raw_body(p, &raw)) {
+        sl_pdk_log(p, SL_LOG_WARN, "the request body was not read");
+        raw = SL_STR("");
+    }
+    char *body = NULL;
+    size_t len = 0;
+    bool done = false;
+    switch (type) {
+    case SL_BODY_JSON:
+        done = transform_json(p, c, raw, &body, &len);
+        break;
+    case SL_BODY_FORM:
+        done = transform_form(p, c, raw, &body, &len);
+        break;
+    case SL_BODY_MULTIPART:
+        done = transform_multipart(p, c, raw, ct, &body, &len);
+        break;
+    case SL_BODY_OTHER:
+        break;
+    }
+    if (done)
+        sl_pdk_service_request_set_raw_body(p, body, len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -657,15 +763,26 @@ static int on_access(sl_pdk_t *p, void *conf)
         if (!c->method_known)
             return fail(p, "http_method: invalid method");
         sl_pdk_service_request_set_method(p, c->http_method);
+        if (c->form_to_query)
+            move_form_to_query(p);
     }
     transform_headers(p, c);
+    transform_body(p, c);
     transform_query(p, c);
     return SL_PLUGIN_CONTINUE;
+}
+
+/* The body is read before access only when an operation may need it. */
+static bool wants_body(const void *conf)
+{
+    const struct reqtx_conf *c = conf;
+    return c->has_body_ops || c->form_to_query;
 }
 
 const sl_native_plugin_t sl_plugin_request_transformer = {
     .name = "request-transformer",
     .configure = configure,
     .dispose = dispose,
+    .wants_body = wants_body,
     .access = on_access,
 };

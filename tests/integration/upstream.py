@@ -24,6 +24,11 @@ X-Upstream-Conn-Id and X-Upstream-Conn-Req.
   /garbage              answer bytes that are not HTTP, then close
   /truncate/<n>         announce n bytes, send n/2, close
   /eof/<n>              n pattern bytes delimited by closing the connection
+  /payload              a body the test chooses: ?text= (percent-decoded bytes), else a
+                        JSON object {"size":N,"pad":"xx.."} of exactly ?size=N bytes
+                        (default 64); ?ct= Content-Type (default application/json, empty:
+                        none), ?status= (default 200), framed by ?te=chunked (chunks of
+                        ?chunk=SIZE, default 8192) or ?te=eof (close), else Content-Length
   /gate/<token>         send the head and the first half of the body
                         (?size=N, ?te=chunked), wait until /__open/<token>, send the rest
   /count/<token>        count the request under token; ?action=close|hang|<status>
@@ -44,6 +49,7 @@ Query parameters understood on every echo-like endpoint:
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import os
 import select
@@ -471,6 +477,8 @@ class Server:
             for piece in pattern_chunks(int(arg)):
                 sock.sendall(piece)
             return False
+        if head == "payload":
+            return self.payload(sock, req, conn_id, conn_req)
         if head == "stream-upload":
             obj = {"body_len": req.body_len, "body_sha256": req.body_sha.hexdigest(),
                    "chunked": req.chunked, "conn_id": conn_id}
@@ -495,6 +503,47 @@ class Server:
             data += body
         sock.sendall(data)
         return self.keep_alive(req)
+
+    def payload(self, sock, req, conn_id, conn_req):
+        query = urllib.parse.urlsplit(req.target).query
+        text = urllib.parse.parse_qs(query, keep_blank_values=True, encoding="latin-1").get("text")
+        if text is not None:
+            body = text[-1].encode("latin-1")
+            total, pieces = len(body), [body]
+        else:
+            total = int(req.q("size", "64"))
+            head = b'{"size":%d,"pad":"' % total
+            pad = max(0, total - len(head) - 2)
+            total = len(head) + pad + 2
+            pieces = itertools.chain([head], (b"x" * min(65536, pad - off)
+                                              for off in range(0, pad, 65536)), [b'"}'])
+        status = int(req.q("status", "200"))
+        te = req.q("te", "")
+        ct = req.q("ct", "application/json")
+        hs = [("Content-Type", ct)] if ct else []
+        if status in (204, 304):
+            pass
+        elif te == "chunked":
+            hs.append(("Transfer-Encoding", "chunked"))
+        elif te == "eof":
+            hs.append(("Connection", "close"))
+        else:
+            hs.append(("Content-Length", str(total)))
+        hs += self.base_headers(req, conn_id, conn_req)
+        sock.sendall(self.head_bytes(status, hs))
+        if req.method == "HEAD" or status in (204, 304):
+            return te != "eof" and self.keep_alive(req)
+        size = int(req.q("chunk", "8192"))
+        for piece in pieces:
+            if te != "chunked":
+                sock.sendall(piece)
+                continue
+            for off in range(0, len(piece), size):
+                part = piece[off:off + size]
+                sock.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+        if te == "chunked":
+            sock.sendall(b"0\r\n\r\n")
+        return te != "eof" and self.keep_alive(req)
 
     def send_bytes(self, sock, req, n, conn_id, conn_req):
         hs = [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))]

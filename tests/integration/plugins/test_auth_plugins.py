@@ -3,6 +3,12 @@ key-auth, basic-auth and acl, with Kong 3.10's statuses, messages, response
 headers and the headers the upstream receives (X-Consumer-*,
 X-Credential-Identifier, X-Anonymous-Consumer, X-Consumer-Groups).
 
+key-auth's key_in_body has its own data plane in front of an upstream that
+echoes bodies (body_echo.py): keys in form, JSON and multipart bodies
+(Content-Length or chunked), duplicates and non-string values, the order
+header, query, body, and hide_credentials re-encoding the body as Kong's
+kong.service.request.set_body does.
+
 Most tests share one data plane whose routes each carry one plugin setup;
 the global-scope tests start their own. Bad configurations are checked with
 `sluice-dp -t`, which must exit 2 naming the field.
@@ -14,6 +20,9 @@ import json
 
 import pytest
 
+import h1
+from plugins.body_echo import BodyEcho, echoed
+from plugins.body_echo import header as echo_header
 from conftest import declarative, route, run_dp, service
 
 JSON_CT = "application/json; charset=utf-8"
@@ -720,6 +729,222 @@ def test_disabled_plugin_does_nothing(sluice_factory, upstream):
     assert dp.get("/").status == 200
 
 
+# ------------------------------------------------------------------ key-auth: key_in_body
+
+
+FORM = "application/x-www-form-urlencoded"
+JSON_BODY = "application/json"
+
+
+@pytest.fixture(scope="module")
+def body_echo():
+    e = BodyEcho()
+    yield e
+    e.stop()
+
+
+@pytest.fixture(scope="module")
+def kb(module_sluice_factory, body_echo):
+    ka = "key-auth"
+    return module_sluice_factory(declarative([service("bodies", body_echo.url, routes=[
+        r("kb", "/kb", plugin(ka, {"key_in_body": True})),
+        r("kb-hide", "/kb-hide", plugin(ka, {"key_in_body": True, "hide_credentials": True})),
+        r("kb-names", "/kb-names", plugin(ka, {"key_in_body": True,
+                                               "key_names": ["x-key", "token"]})),
+        r("kb-anon", "/kb-anon", plugin(ka, {"key_in_body": True, "anonymous": ANON})),
+        r("kb-only", "/kb-only", plugin(ka, {"key_in_body": True, "key_in_header": False,
+                                             "key_in_query": False})),
+    ])], consumers=consumers(), **top_level_tables()), {"client_body_buffer_size": "16k"})
+
+
+def multipart(fields, boundary="XyZ-b0und"):
+    """fields: (name, value) or (name, value, filename)."""
+    out = b""
+    for f in fields:
+        disp = 'Content-Disposition: form-data; name="%s"' % f[0]
+        if len(f) > 2:
+            disp += '; filename="%s"\r\nContent-Type: text/plain' % f[2]
+        out += b"--" + boundary.encode() + b"\r\n" + disp.encode() + b"\r\n\r\n" + f[1] + b"\r\n"
+    return out + b"--" + boundary.encode() + b"--\r\n"
+
+
+def post(dp, path, ctype, body, headers=(), chunked=False):
+    hs = [("Content-Type", ctype)] if ctype else []
+    hs += list(headers)
+    if chunked:
+        hs.append(("Transfer-Encoding", "chunked"))
+        body = h1.chunked_body([body[:len(body) // 2], body[len(body) // 2:]])
+    return dp.request("POST", path, hs, body)
+
+
+def as_alice(resp):
+    e, body = echoed(resp)
+    assert echo_header(e, "X-Consumer-ID") == ALICE, e
+    assert echo_header(e, "X-Credential-Identifier") == ALICE_KEY_ID
+    return e, body
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("ctype,body", [
+    (FORM, b"a=1&apikey=alice-key&b=2"),
+    (FORM + "; charset=UTF-8", b"apikey=alice%2Dkey"),
+    (JSON_BODY, b'{"a": [1, 2], "apikey": "alice-key"}'),
+    ("Application/JSON; charset=utf-8", b'{"apikey":"alice-key"}'),
+    ("multipart/form-data; boundary=XyZ-b0und",
+     multipart([("a", b"1"), ("apikey", b"alice-key"), ("f", b"file\r\ndata", "f.txt")])),
+    ('multipart/form-data; boundary="XyZ-b0und"', multipart([("apikey", b"alice-key")])),
+], ids=["form", "form-charset", "json", "json-case", "multipart", "multipart-quoted"])
+def test_key_auth_key_in_body(kb, ctype, body, chunked):
+    e, got = as_alice(post(kb, "/kb", ctype, body, chunked=chunked))
+    # Without hide_credentials the body goes upstream as it came, whole.
+    assert got == body
+    assert e["chunked"] is False
+    assert echo_header(e, "Content-Length") == str(len(body))
+
+
+def test_key_auth_key_in_body_second_name(kb):
+    e, _ = as_alice(post(kb, "/kb-names", FORM, b"token=alice-key"))
+    assert_error(post(kb, "/kb-names", FORM, b"apikey=alice-key"), 401,
+                 "No API key found in request", "Key")
+
+
+@pytest.mark.parametrize("ctype,body,message", [
+    (FORM, b"apikey=nope", "Unauthorized"),
+    (FORM, b"other=alice-key", "No API key found in request"),
+    (FORM, b"", "No API key found in request"),
+    (FORM, b"apikey=", "No API key found in request"),
+    (FORM, b"apikey", "No API key found in request"),  # a flag, not a key
+    (FORM, b"apikey=alice-key&apikey=bob-key", "Duplicate API key found"),
+    (JSON_BODY, b'{"apikey": ["alice-key"]}', "Duplicate API key found"),
+    (JSON_BODY, b'{"apikey": {"k": "alice-key"}}', "Duplicate API key found"),
+    (JSON_BODY, b'{"apikey": 12345}', "No API key found in request"),
+    (JSON_BODY, b'{"apikey": null}', "No API key found in request"),
+    (JSON_BODY, b'["alice-key"]', "No API key found in request"),
+    (JSON_BODY, b'"alice-key"', "No API key found in request"),
+    (JSON_BODY, b'{"apikey": "alice-key"', "No API key found in request"),  # not JSON
+    (JSON_BODY, b'{"apikey": "alice\\u0000key"}', "Unauthorized"),
+    ("multipart/form-data; boundary=XyZ-b0und",
+     multipart([("apikey", b"alice-key"), ("apikey", b"bob-key")]), "Duplicate API key found"),
+    ("multipart/form-data", multipart([("apikey", b"alice-key")]),
+     "No API key found in request"),  # no boundary: no fields
+    ("text/plain", b"apikey=alice-key", "No API key found in request"),
+    (None, b"apikey=alice-key", "No API key found in request"),
+])
+def test_key_auth_key_in_body_refused(kb, ctype, body, message):
+    assert_error(post(kb, "/kb", ctype, body), 401, message, "Key")
+
+
+def test_key_auth_key_in_body_order(kb):
+    # For each name: the header, then the query, then the body.
+    e, _ = as_alice(post(kb, "/kb", FORM, b"apikey=nope", [("apikey", "alice-key")]))
+    e, _ = as_alice(post(kb, "/kb?apikey=alice-key", FORM, b"apikey=nope"))
+    # A query flag (?apikey) is a value that is no key: the body is not
+    # searched for that name (Kong sees `true`).
+    assert_error(post(kb, "/kb?apikey", FORM, b"apikey=alice-key"), 401,
+                 "No API key found in request", "Key")
+    # Body only.
+    as_alice(post(kb, "/kb-only", JSON_BODY, b'{"apikey":"alice-key"}'))
+    assert_error(post(kb, "/kb-only?apikey=alice-key", JSON_BODY, b"{}",
+                      [("apikey", "alice-key")]), 401, "No API key found in request", "Key")
+
+
+def test_key_auth_key_in_body_anonymous(kb):
+    e, _ = echoed(post(kb, "/kb-anon", FORM, b"apikey=nope"))
+    assert echo_header(e, "X-Consumer-ID") == ANON
+    assert echo_header(e, "X-Anonymous-Consumer") == "true"
+    as_alice(post(kb, "/kb-anon", FORM, b"apikey=alice-key"))
+
+
+def test_key_auth_key_in_body_over_buffer_size(kb):
+    # The body is read whole before access (client_body_buffer_size 16k here).
+    body = b"apikey=alice-key&pad=" + b"x" * 20000
+    resp = post(kb, "/kb", FORM, body)
+    assert resp.status == 413, resp
+    as_alice(post(kb, "/kb", FORM, b"apikey=alice-key&pad=" + b"x" * 15000))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_key_auth_hide_credentials_form_body(kb, chunked):
+    e, got = as_alice(post(kb, "/kb-hide", FORM, b"z=2&apikey=alice-key&b=x+y%21&a=1&a=0&f",
+                           chunked=chunked))
+    # kong.service.request.set_body: fields sorted, values escaped again.
+    assert got == b"a=1&a=0&b=x%20y%21&f&z=2"
+    assert echo_header(e, "Content-Length") == str(len(got))
+    assert echo_header(e, "Content-Type") == FORM
+
+
+def test_key_auth_hide_credentials_json_body(kb):
+    e, got = as_alice(post(kb, "/kb-hide", JSON_BODY,
+                           b'{ "url": "http://x/y", "apikey": "alice-key", "n": 1.5, '
+                           b'"i": 7, "nested": {"apikey": "kept"}, "list": [] }'))
+    assert json.loads(got) == {"url": "http://x/y", "n": 1.5, "i": 7,
+                               "nested": {"apikey": "kept"}, "list": []}
+    # Compact, with '/' escaped, as cjson writes it.
+    assert got == b'{"url":"http:\\/\\/x\\/y","n":1.5,"i":7,"nested":{"apikey":"kept"},"list":[]}'
+    assert echo_header(e, "Content-Length") == str(len(got))
+
+
+def test_key_auth_hide_credentials_multipart_body(kb):
+    body = multipart([("z", b"last"), ("apikey", b"alice-key"), ("a", b"first\r\nline"),
+                      ("f", b"file data", "f.txt")])
+    e, got = as_alice(post(kb, "/kb-hide", "multipart/form-data; boundary=XyZ-b0und", body))
+    # set_body: every field a plain part (a file loses its filename and
+    # type, as in Kong), sorted by name, on the same boundary.
+    assert got == multipart([("a", b"first\r\nline"), ("f", b"file data"), ("z", b"last")])
+    assert echo_header(e, "Content-Type") == "multipart/form-data; boundary=XyZ-b0und"
+    assert echo_header(e, "Content-Length") == str(len(got))
+
+
+def test_key_auth_hide_credentials_multipart_without_boundary(kb):
+    # No boundary in the Content-Type: no fields, and set_body writes the
+    # empty form on a boundary of its own, which Content-Type then names.
+    e, got = as_alice(post(kb, "/kb-hide", "multipart/form-data",
+                           multipart([("apikey", b"decoy")]), [("apikey", "alice-key")]))
+    ct = echo_header(e, "Content-Type")
+    assert ct.startswith("multipart/form-data; boundary="), ct
+    boundary = ct.split("boundary=", 1)[1]
+    assert boundary
+    assert got == b"--%s--\r\n" % boundary.encode()
+
+
+def test_key_auth_hide_credentials_body_when_key_elsewhere(kb):
+    """Kong removes the name from the body and re-encodes it even when the
+    key came from the header or the query."""
+    e, got = as_alice(post(kb, "/kb-hide", FORM, b"zz=1&apikey=decoy&aa=2",
+                           [("apikey", "alice-key")]))
+    assert got == b"aa=2&zz=1"
+    assert echo_header(e, "apikey") is None
+    e, got = as_alice(post(kb, "/kb-hide?apikey=alice-key&q=1", JSON_BODY,
+                           b'{ "b" : 1,  "a":2 }'))
+    assert got == b'{"b":1,"a":2}'
+    assert e["target"] == "/?q=1"
+    # A body of another type is left alone.
+    e, got = as_alice(post(kb, "/kb-hide", "text/plain", b"apikey=x", [("apikey", "alice-key")]))
+    assert got == b"apikey=x"
+
+
+def test_key_auth_without_key_in_body_streams_the_body(sluice_factory, upstream):
+    """wants_body only with key_in_body: other key-auth routes do not read
+    the body before access (a chunked body stays chunked)."""
+    dp = sluice_factory(declarative([service("echo", upstream.url, routes=[
+        r("ka", "/ka", plugin("key-auth"))])], consumers=consumers()))
+    resp = dp.request("POST", "/ka", [("apikey", "alice-key"), ("Transfer-Encoding", "chunked")],
+                      h1.chunked_body([b"a" * 100, b"b" * 100]))
+    assert resp.status == 200, resp
+    assert resp.json()["chunked"] is True
+    assert resp.json()["body_len"] == 200
+
+
+def test_key_auth_key_in_body_reads_chunked_bodies(sluice_factory, upstream):
+    dp = sluice_factory(declarative([service("echo", upstream.url, routes=[
+        r("ka", "/ka", plugin("key-auth", {"key_in_body": True}))])], consumers=consumers()))
+    resp = dp.request("POST", "/ka", [("apikey", "alice-key"), ("Transfer-Encoding", "chunked")],
+                      h1.chunked_body([b"a" * 100, b"b" * 100]))
+    assert resp.status == 200, resp
+    assert resp.json()["chunked"] is False
+    assert resp.json()["body_len"] == 200
+
+
 # ------------------------------------------------------------------ bad configurations
 
 
@@ -732,8 +957,7 @@ def check_dp(tmp_path, decl):
 
 
 BAD = [
-    ("key-auth", {"key_in_body": True}, "plugins[0]",
-     ["config.key_in_body", "not supported yet"]),
+    ("key-auth", {"key_in_body": "yes"}, "plugins[0].config.key_in_body", ["boolean"]),
     ("key-auth", {"key_names": ["bad name"]}, "plugins[0].config.key_names[0]",
      ["bad header name"]),
     ("key-auth", {"key_names": "apikey"}, "plugins[0].config.key_names", ["array"]),
@@ -780,11 +1004,11 @@ def test_consumer_scope_rejected(tmp_path):
 
 def test_bad_config_does_not_start(sluice_factory, tmp_path):
     decl = declarative([service("s", "http://127.0.0.1:9", routes=[route("r", paths=["/"])])],
-                       plugins=[plugin("key-auth", {"key_in_body": True})])
+                       plugins=[plugin("key-auth", {"key_names": ["bad name"]})])
     dp = sluice_factory(decl, start=False)
     dp.start(wait_ready=False)
     assert dp.wait_exit() != 0
-    assert "config.key_in_body" in dp.stderr()
+    assert "config.key_names[0]" in dp.stderr()
 
 
 def test_good_config_accepted(tmp_path, upstream):

@@ -632,25 +632,39 @@ def rsl(config):
     return plugin("request-size-limiting", config, RSL_ID)
 
 
-@pytest.mark.parametrize("size,unit,limit", [
-    (10, "bytes", 10),
-    (2, "kilobytes", 2048),
-    (1, "megabytes", 1048576),
+def assert_kong_error(r, status, message):
+    """kong.response.error: {"message", "request_id"} in JSON."""
+    assert r.status == status, r
+    assert r.header("Content-Type") == JSON_CT
+    assert r.json() == {"message": message, "request_id": r.header("X-Kong-Request-Id")}
+
+
+# Limits below 1 MiB (the default client_body_buffer_size) make the proxy
+# read the body before access (wants_body): the plugin then measures chunked
+# bodies, and judges a Content-Length once the body has arrived.
+@pytest.mark.parametrize("size,unit,limit,buffered", [
+    (10, "bytes", 10, True),
+    (2, "kilobytes", 2048, True),
+    (1, "megabytes", 1048576, False),
 ])
-def test_rsl_units_exact_and_over(sluice_factory, upstream, size, unit, limit):
+def test_rsl_units_exact_and_over(sluice_factory, upstream, size, unit, limit, buffered):
     dp = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": size,
                                                        "size_unit": unit})]))
     r = dp.request("POST", "/stream-upload", body=b"x" * limit)
     assert r.status == 200, r
     assert r.json()["body_len"] == limit
-    # One byte over: refused on the head alone (the body is never needed).
     with dp.conn() as c:
-        c.send(h1.build_request("POST", "/stream-upload",
-                                [("Content-Length", str(limit + 1))]))
-        r = c.read_response()
-    assert r.status == 413, r
-    assert r.json() == {"message": "Request size limit exceeded"}
-    assert r.header("Content-Type") == JSON_CT
+        if buffered:
+            # One byte over: refused once the body is in; the connection
+            # stays usable (the body was read).
+            r = c.request("POST", "/stream-upload", body=b"x" * (limit + 1))
+            assert_kong_error(r, 413, "Request size limit exceeded")
+            assert c.request("GET", "/").status == 200
+        else:
+            # One byte over: refused on the head alone (the body is never needed).
+            c.send(h1.build_request("POST", "/stream-upload",
+                                    [("Content-Length", str(limit + 1))]))
+            assert_kong_error(c.read_response(), 413, "Request size limit exceeded")
 
 
 def test_rsl_default_is_128_megabytes(sluice_factory, upstream):
@@ -658,30 +672,47 @@ def test_rsl_default_is_128_megabytes(sluice_factory, upstream):
     for n, status in ((128 * 1048576 + 1, 413), (1 << 40, 413)):
         with dp.conn() as c:
             c.send(h1.build_request("POST", "/", [("Content-Length", str(n))]))
-            assert c.read_response().status == status
+            assert_kong_error(c.read_response(), status, "Request size limit exceeded")
     assert dp.request("POST", "/", body=b"y" * 1000).status == 200
+    # A body larger than client_body_buffer_size (1m) goes through: this
+    # limit does not make the proxy buffer bodies.
+    big = b"z" * (3 * 1048576)
+    r = dp.request("POST", "/stream-upload", body=big)
+    assert r.status == 200 and r.json()["body_len"] == len(big)
 
 
 def test_rsl_expect_continue_gets_417(sluice_factory, upstream):
+    # Not buffered (limit >= 1 MiB): decided on the head, before any 100.
+    dp = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": 1})]))
+    with dp.conn() as c:
+        c.send(h1.build_request("POST", "/", [("Content-Length", str(1048577)),
+                                              ("Expect", " 100-Continue ")]))
+        r = c.read_response(skip_interim=False)
+    assert_kong_error(r, 417, "Request size limit exceeded")
+
+    # Buffered: the proxy asks for the body (100 Continue) before the plugin
+    # runs, and the plugin still answers 417 as Kong's does for that header.
     dp = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": 4,
                                                        "size_unit": "bytes"})]))
     with dp.conn() as c:
         c.send(h1.build_request("POST", "/", [("Content-Length", "5"),
                                               ("Expect", " 100-Continue ")]))
-        r = c.read_response()
-    assert r.status == 417, r
-    assert r.json() == {"message": "Request size limit exceeded"}
+        assert c.read_head().status == 100
+        c.send(b"12345")
+        assert_kong_error(c.read_response(), 417, "Request size limit exceeded")
 
 
 def test_rsl_require_content_length(sluice_factory, upstream):
     dp = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": 10,
                                                        "size_unit": "bytes",
                                                        "require_content_length": True})]))
-    r = dp.get("/")
-    assert r.status == 411, r
-    assert r.json() == {"message": "A valid Content-Length header is required"}
+    assert_kong_error(dp.get("/"), 411, "A valid Content-Length header is required")
     assert dp.request("GET", "/", [("Content-Length", "0")]).status == 200
     assert dp.request("POST", "/", body=b"0123456789").status == 200
+    # A chunked body needs no Content-Length (Kong measures it).
+    r = dp.request("POST", "/stream-upload", [("Transfer-Encoding", "chunked")],
+                   body=h1.chunked_body([b"01234", b"56789"]))
+    assert r.status == 200 and r.json()["body_len"] == 10
 
     lax = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": 10,
                                                         "size_unit": "bytes"})]))
@@ -689,17 +720,44 @@ def test_rsl_require_content_length(sluice_factory, upstream):
 
 
 @pytest.mark.parametrize("require", [False, True])
-def test_rsl_chunked_body_refused(sluice_factory, upstream, require):
-    """A chunked body's size is unknown when access runs (no body access in
-    the PDK yet): refused with 411, however small, rather than let through."""
+def test_rsl_chunked_body_measured(sluice_factory, upstream, require):
     dp = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": 1,
+                                                       "size_unit": "kilobytes",
                                                        "require_content_length": require})]))
+    with dp.conn() as c:
+        r = c.request("POST", "/stream-upload", [("Transfer-Encoding", "chunked")],
+                      body=h1.chunked_body([b"a" * 1000, b"b" * 24]))
+        assert r.status == 200, r
+        assert r.json()["body_len"] == 1024 and r.json()["chunked"] is False
+        r = c.request("POST", "/stream-upload", [("Transfer-Encoding", "chunked")],
+                      body=h1.chunked_body([b"a" * 1000, b"b" * 25]))
+        assert_kong_error(r, 413, "Request size limit exceeded")
+        # The body was read: the connection goes on.
+        assert c.request("POST", "/", body=b"abc").status == 200
+
+
+def test_rsl_chunked_body_refused_when_not_buffered(sluice_factory, upstream):
+    """A limit of 1 MiB or more does not make the proxy read bodies (they may
+    be larger than client_body_buffer_size): a chunked body, whose size is
+    then unknown when access runs, is refused with 411 rather than let
+    through."""
+    dp = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": 1})]))
     r = dp.request("POST", "/", [("Transfer-Encoding", "chunked")],
                    body=h1.chunked_body([b"abc"]))
-    assert r.status == 411, r
-    assert r.json() == {"message": "A valid Content-Length header is required"}
-    # The data plane goes on serving.
+    assert_kong_error(r, 411, "A valid Content-Length header is required")
     assert dp.request("POST", "/", body=b"abc").status == 200
+
+
+def test_rsl_limit_just_below_the_buffer_is_measured(sluice_factory, upstream):
+    dp = sluice_factory(one_route_decl(upstream, [rsl({"allowed_payload_size": 1023,
+                                                       "size_unit": "kilobytes"})]))
+    body = b"c" * (1023 * 1024)
+    r = dp.request("POST", "/stream-upload", [("Transfer-Encoding", "chunked")],
+                   body=h1.chunked_body([body[:500000], body[500000:]]))
+    assert r.status == 200 and r.json()["body_len"] == len(body)
+    r = dp.request("POST", "/stream-upload", [("Transfer-Encoding", "chunked")],
+                   body=h1.chunked_body([body, b"!"]))
+    assert_kong_error(r, 413, "Request size limit exceeded")
 
 
 @pytest.mark.parametrize("config,field", [

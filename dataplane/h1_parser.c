@@ -1172,3 +1172,21 @@ int sl_uri_normalize(const char *in, size_t len, char *out, size_t *out_len)
     *out_len = remove_dot_segments(out, w);
     return SL_OK;
 }
+
+bool sl_h1_is_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(char_class[(unsigned char)s[i]] & CC_TOKEN))
+            return false;
+    return true;
+}
+
+bool sl_h1_is_field_value(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(char_class[(unsigned char)s[i]] & CC_FIELD))
+            return false;
+    return true;
+}

@@ -69,4 +69,9 @@ int sl_uri_normalize(const char *in, size_t len, char *out, size_t *out_len);
 /* Finds a header by name (case-insensitive); NULL when absent. */
 const sl_h1_header_t *sl_h1_find_header(const sl_h1_header_t *h, size_t n, const char *name);
 
+/* Whether s is a non-empty token (a field name: RFC 9110 5.6.2), and
+ * whether it is valid field content (no control byte but HTAB). */
+bool sl_h1_is_token(const char *s, size_t n);
+bool sl_h1_is_field_value(const char *s, size_t n);
+
 #endif

@@ -148,6 +148,20 @@ struct sl_req_s {
     bool held_keepalive;
     struct sl_ctx_kv *shared;           /* kong.ctx.shared */
     struct sl_ctx_kv *serialize_values; /* kong.log.set_serialize_value (serialize.c) */
+    struct sl_ctx_kv *ngx_ctx;          /* kong.nginx.set_ctx */
+    /* The phase whose handlers run (SL_PHASE_*), set by proxy.c once past
+     * access (0 until then: access). */
+    unsigned phase;
+    /* kong.response.set_status in header_filter (pdk.c): the status the
+     * client is to get instead (0: none), for proxy.c to write in the head
+     * after header_filter ran (not done yet). */
+    int filter_status;
+    /* kong.service.set_upstream / set_target (pdk.c): where to connect
+     * instead of the service's host; at most one is set. For proxy.c's
+     * connect_upstream to honour (not done yet). */
+    const sl_upstream_t *pdk_upstream; /* borrowed from gen */
+    sl_str_t target_host;              /* p == NULL: unset */
+    uint16_t target_port;
 };
 
 /* One change to the response headers: set (replace all), add, or clear. */
@@ -157,9 +171,12 @@ struct sl_hdr_op {
     int op;
 };
 
+/* A key of kong.ctx.shared, kong.nginx ctx or the serialize values: a
+ * string value, or any other JSON value as its compact text (pdk.c). */
 struct sl_ctx_kv {
     struct sl_ctx_kv *next;
     const char *key, *value;
+    const char *json; /* non-NULL: the value is this JSON text, not `value` */
 };
 
 #endif

@@ -548,6 +548,7 @@ static void run_header_filter(sl_req_t *r, int status, const sl_h1_header_t *hs,
     r->status = status;
     r->resp_headers = hs;
     r->nresp_headers = n;
+    r->phase = SL_PHASE_HEADER_FILTER; /* for the PDK (set_status) */
     sl_engine_header_filter(PDK(r), &r->run);
     r->resp_headers = NULL;
     r->nresp_headers = 0;
@@ -1359,6 +1360,7 @@ static void finish_request(sl_req_t *r)
     if (!r->body_done)
         r->client_close = true;
     log_request(r);
+    r->phase = SL_PHASE_LOG;
     if (r->run.nran && (sl_engine_chain_phases(r->run.chain) & SL_PHASE_LOG))
         sl_engine_log(PDK(r), &r->run);
     bool close = r->client_close || c->draining;
@@ -1884,6 +1886,7 @@ static void release_response(sl_req_t *r)
     r->status = r->held_status;
     r->resp_headers = r->held_headers;
     r->nresp_headers = r->nheld_headers;
+    r->phase = SL_PHASE_RESPONSE;
     sl_engine_response(PDK(r), &r->run);
     r->resp_headers = NULL;
     r->nresp_headers = 0;

@@ -432,6 +432,13 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
     }
     sl_sb_addlit(&body, "\"}\n");
 
+    if (r)
+        r->source = "error";
+    if (r && r->run.nran) {
+        run_header_filter(r, status, NULL, 0);
+        if (r->filter_status)
+            status = r->filter_status;
+    }
     if (r && (r->client_close || (!r->body_done && r->body_kind != B_NONE)))
         close = true;
     if (!r || c->draining || !r->h.keep_alive)
@@ -461,12 +468,8 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
         sl_sb_add(&b, r->reqid, 32);
         sl_sb_addlit(&b, "\r\n");
     }
-    if (r)
-        r->source = "error";
-    if (r && r->run.nran) {
-        run_header_filter(r, status, NULL, 0);
+    if (r && r->run.nran)
         add_op_headers(&b, r, true);
-    }
     if (extra_headers)
         sl_sb_adds(&b, extra_headers);
     sl_sb_addlit(&b, "\r\n");
@@ -570,6 +573,8 @@ static void send_exit(sl_req_t *r)
     bool bodiless = status < 200 || status == 204 || status == 304;
 
     run_header_filter(r, status, NULL, 0);
+    if (r->filter_status)
+        status = r->filter_status;
     char storage[2048];
     sl_sb_t b;
     sl_sb_init(&b, storage, sizeof(storage));
@@ -1127,7 +1132,12 @@ static void build_upstream_head(sl_req_t *r)
     sl_str_t host = r->h.absolute_form ? r->h.authority : r->h.host;
     if (r->up_host.p)
         SB_HDR(&b, "Host", r->up_host.p, r->up_host.len);
-    else if (r->route->preserve_host && host.len)
+    else if (r->pdk_upstream && !(r->route->preserve_host && host.len)) {
+        /* kong.service.set_upstream: the upstream's host_header, or its name. */
+        const char *h =
+            r->pdk_upstream->host_header ? r->pdk_upstream->host_header : r->pdk_upstream->name;
+        SB_HDR(&b, "Host", h, strlen(h));
+    } else if (r->route->preserve_host && host.len)
         SB_HDR(&b, "Host", host.p, host.len);
     else
         SB_HDR(&b, "Host", s->host_header, strlen(s->host_header));
@@ -1566,8 +1576,31 @@ static void connect_upstream(sl_req_t *r)
     const sl_service_t *s = r->svc;
     sl_worker_t *w = r->c->w;
     r->tries++;
-    if (s->upstream) {
-        const sl_upstream_t *u = s->upstream;
+    if (r->target_host.p) {
+        /* kong.service.set_target: this host and port, for every try. */
+        struct sockaddr_storage ss;
+        socklen_t len = 0;
+        memset(&ss, 0, sizeof(ss));
+        struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET, r->target_host.p, &v4->sin_addr) == 1) {
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons(r->target_port);
+            len = sizeof(*v4);
+        } else if (inet_pton(AF_INET6, r->target_host.p, &v6->sin6_addr) == 1) {
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(r->target_port);
+            len = sizeof(*v6);
+        }
+        if (len)
+            on_address(SL_OK, (const struct sockaddr *)&ss, len, r);
+        else
+            sl_dns_resolve(w, r->target_host.p, r->target_port, on_address, r, &r->dns);
+        return;
+    }
+    if (s->upstream || r->pdk_upstream) {
+        /* kong.service.set_upstream picks another upstream's targets. */
+        const sl_upstream_t *u = r->pdk_upstream ? r->pdk_upstream : s->upstream;
         if (u->wheel_len == 0) {
             send_json(r->c, r, 503, "failure to get a peer from the ring-balancer", NULL, false);
             return;
@@ -1773,9 +1806,17 @@ static void write_response_head(sl_req_t *r, const sl_h1_response_t *res)
     sl_sb_t b;
     sl_sb_init(&b, storage, sizeof(storage));
     sl_sb_addlit(&b, "HTTP/1.1 ");
-    sl_sb_addu(&b, (uint64_t)res->status);
-    sl_sb_addlit(&b, " ");
-    sl_sb_addstr(&b, res->reason);
+    if (r->filter_status && !tunnel) {
+        /* kong.response.set_status in header_filter */
+        r->status = r->filter_status;
+        sl_sb_addu(&b, (uint64_t)r->filter_status);
+        sl_sb_addlit(&b, " ");
+        sl_sb_adds(&b, reason_phrase(r->filter_status));
+    } else {
+        sl_sb_addu(&b, (uint64_t)res->status);
+        sl_sb_addlit(&b, " ");
+        sl_sb_addstr(&b, res->reason);
+    }
     sl_sb_addlit(&b, "\r\n");
     bool has_server = false, any_via = false;
     bool conn_fields = connection_names_fields(res->headers, res->num_headers);

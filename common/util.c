@@ -357,3 +357,40 @@ size_t sl_utf8_len(const unsigned char *s, size_t n)
         return 0;
     return len;
 }
+
+/* ngx_http_lua_unescape_uri for a URI component: '+' is a space, %XX a
+ * byte; after a '%', a character that is not a hex digit is kept if it
+ * comes first and dropped if it comes second, as nginx's state machine
+ * does. Writes into out (at least n bytes); returns the length. */
+size_t sl_unescape_arg(const char *s, size_t n, char *out)
+{
+    enum { USUAL, QUOTED, QUOTED_SECOND } state = USUAL;
+    size_t k = 0;
+    int hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = sl_hex_value(s[i]);
+        switch (state) {
+        case USUAL:
+            if (s[i] == '%')
+                state = QUOTED;
+            else
+                out[k++] = s[i] == '+' ? ' ' : s[i];
+            break;
+        case QUOTED:
+            if (d >= 0) {
+                hi = d;
+                state = QUOTED_SECOND;
+            } else {
+                out[k++] = s[i];
+                state = USUAL;
+            }
+            break;
+        case QUOTED_SECOND:
+            if (d >= 0)
+                out[k++] = (char)(hi << 4 | d);
+            state = USUAL;
+            break;
+        }
+    }
+    return k;
+}

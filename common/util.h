@@ -61,6 +61,12 @@ void sl_hex_encode(const unsigned char *in, size_t n, char *out);
 /* The value of one hex digit (either case), or -1 for any other char. */
 int sl_hex_value(char c);
 
+/* Percent-decodes a query argument as nginx does (ngx_unescape_uri for a
+ * component: '+' is a space; a malformed escape keeps or drops bytes as
+ * nginx's state machine does). out has room for n bytes; returns the
+ * length written. */
+size_t sl_unescape_arg(const char *s, size_t n, char *out);
+
 /* FNV-1a, case-folded variant for header names. */
 uint64_t sl_hash(const void *p, size_t len);
 uint64_t sl_hash_lower(const void *p, size_t len);

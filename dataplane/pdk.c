@@ -296,21 +296,10 @@ bool sl_pdk_request_header_at(sl_pdk_t *p, size_t i, sl_str_t *name, sl_str_t *v
     return true;
 }
 
-/* Percent-decodes s (with '+' as a space) into the arena. */
-static sl_str_t url_decode(sl_req_t *r, const char *s, size_t n)
+sl_str_t sl_pdk_unescape(sl_pdk_t *p, const char *s, size_t n)
 {
-    char *out = sl_arena_alloc(&r->arena, n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = sl_hex_value(s[i + 1])) >= 0 &&
-            (lo = sl_hex_value(s[i + 2])) >= 0) {
-            out[k++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[k++] = s[i] == '+' ? ' ' : s[i];
-        }
-    }
+    char *out = sl_arena_alloc(&R(p)->arena, n + 1);
+    size_t k = sl_unescape_arg(s, n, out);
     out[k] = '\0';
     return (sl_str_t){out, k};
 }
@@ -343,10 +332,10 @@ struct arg_find {
 static bool find_arg(sl_str_t key, sl_str_t val, bool has_eq, void *ud)
 {
     struct arg_find *f = ud;
-    sl_str_t k = url_decode(f->r, key.p, key.len);
+    sl_str_t k = sl_pdk_unescape((sl_pdk_t *)f->r, key.p, key.len);
     if (strcmp(k.p, f->name) != 0)
         return false;
-    *f->out = url_decode(f->r, val.p, val.len);
+    *f->out = sl_pdk_unescape((sl_pdk_t *)f->r, val.p, val.len);
     return true;
 }
 
@@ -529,8 +518,9 @@ static bool add_query_arg(sl_str_t key, sl_str_t val, bool has_eq, void *ud)
         return true;
     }
     q->left--;
-    json_t *v = has_eq ? json_str(q->r, url_decode(q->r, val.p, val.len)) : json_true();
-    multimap_add(q->r, q->m, url_decode(q->r, key.p, key.len), v);
+    json_t *v =
+        has_eq ? json_str(q->r, sl_pdk_unescape((sl_pdk_t *)q->r, val.p, val.len)) : json_true();
+    multimap_add(q->r, q->m, sl_pdk_unescape((sl_pdk_t *)q->r, key.p, key.len), v);
     return false;
 }
 
@@ -934,7 +924,7 @@ struct arg_drop {
 static bool keep_arg(sl_str_t key, sl_str_t val, bool has_eq, void *ud)
 {
     struct arg_drop *d = ud;
-    if (!strcmp(url_decode(d->r, key.p, key.len).p, d->name))
+    if (!strcmp(sl_pdk_unescape((sl_pdk_t *)d->r, key.p, key.len).p, d->name))
         return false;
     if (d->len)
         d->out[d->len++] = '&';

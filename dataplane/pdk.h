@@ -95,6 +95,10 @@ bool sl_pdk_request_header_at(sl_pdk_t *p, size_t i, sl_str_t *name, sl_str_t *v
  */
 json_t *sl_pdk_request_get_headers(sl_pdk_t *p, int max, bool *truncated);
 
+/* Percent-decodes s as nginx decodes query arguments (sl_unescape_arg),
+ * into the request's memory. */
+sl_str_t sl_pdk_unescape(sl_pdk_t *p, const char *s, size_t n);
+
 /* The first value of a query argument, percent-decoded ('+' is a space);
  * an argument without '=' has an empty value. False when absent. */
 bool sl_pdk_request_get_query_arg(sl_pdk_t *p, const char *name, sl_str_t *value);

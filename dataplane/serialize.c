@@ -133,25 +133,6 @@ static json_t *request_headers(sl_pdk_t *p)
     return o;
 }
 
-/* Percent-decodes s ('+' is a space) into the request arena. */
-static sl_str_t unescape(sl_pdk_t *p, const char *s, size_t n)
-{
-    char *out = sl_pdk_alloc(p, n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = sl_hex_value(s[i + 1])) >= 0 &&
-            (lo = sl_hex_value(s[i + 2])) >= 0) {
-            out[k++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[k++] = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    out[k] = '\0';
-    return (sl_str_t){out, k};
-}
-
 /* kong.request.get_query(): decoded names and values, an argument without
  * '=' true, a repeated name an array. */
 static json_t *querystring(sl_pdk_t *p)
@@ -167,12 +148,12 @@ static json_t *querystring(sl_pdk_t *p)
         size_t klen = (size_t)((eq ? eq : stop) - s);
         if (klen) {
             nargs++;
-            sl_str_t key = unescape(p, s, klen);
+            sl_str_t key = sl_pdk_unescape(p, s, klen);
             if (strlen(key.p) == key.len) {       /* a NUL in a name: not a JSON key */
                 json_t *k = text(key.p, key.len); /* a valid UTF-8 form of the name */
                 json_t *v = eq ? NULL : json_true();
                 if (!v) {
-                    sl_str_t val = unescape(p, eq + 1, (size_t)(stop - eq - 1));
+                    sl_str_t val = sl_pdk_unescape(p, eq + 1, (size_t)(stop - eq - 1));
                     v = text(val.p, val.len);
                 }
                 add_multi(o, json_string_value(k), v);

@@ -36,43 +36,6 @@
 /* ------------------------------------------------------------------------ */
 /* Form and query arguments                                                  */
 
-/* ngx_http_lua_unescape_uri for a URI component: '+' is a space, %XX a
- * byte; after a '%', a character that is not a hex digit is kept if it
- * comes first and dropped if it comes second, as nginx's state machine
- * does. Writes into out (at least n bytes); returns the length. */
-static size_t unescape(const char *s, size_t n, char *out)
-{
-    enum { USUAL, QUOTED, QUOTED_SECOND } state = USUAL;
-    size_t k = 0;
-    int hi = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = sl_hex_value(s[i]);
-        switch (state) {
-        case USUAL:
-            if (s[i] == '%')
-                state = QUOTED;
-            else
-                out[k++] = s[i] == '+' ? ' ' : s[i];
-            break;
-        case QUOTED:
-            if (d >= 0) {
-                hi = d;
-                state = QUOTED_SECOND;
-            } else {
-                out[k++] = s[i];
-                state = USUAL;
-            }
-            break;
-        case QUOTED_SECOND:
-            if (d >= 0)
-                out[k++] = (char)(hi << 4 | d);
-            state = USUAL;
-            break;
-        }
-    }
-    return k;
-}
-
 sl_arg_t *sl_args_find(sl_args_t *a, const char *name, size_t len)
 {
     for (size_t i = 0; i < a->n; i++)
@@ -129,12 +92,13 @@ void sl_args_decode(sl_pdk_t *p, sl_str_t raw, sl_args_t *out)
         if (stop > s) {
             seen++;
             char *key = sl_pdk_alloc(p, (size_t)(kend - s) + 1);
-            size_t klen = unescape(s, (size_t)(kend - s), key);
+            size_t klen = sl_unescape_arg(s, (size_t)(kend - s), key);
             if (klen > 0) {
                 sl_arg_val_t v = {"", 0, true};
                 if (eq) {
                     char *val = sl_pdk_alloc(p, (size_t)(stop - eq));
-                    v = (sl_arg_val_t){val, unescape(eq + 1, (size_t)(stop - eq - 1), val), false};
+                    v = (sl_arg_val_t){val, sl_unescape_arg(eq + 1, (size_t)(stop - eq - 1), val),
+                                       false};
                 }
                 sl_arg_t *a = sl_args_find(out, key, klen);
                 sl_arg_push(p, a ? a : sl_args_add(p, out, key, klen), v);

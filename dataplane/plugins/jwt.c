@@ -246,26 +246,6 @@ static void add_token(struct tokens *t, sl_str_t tok, bool flag)
     t->first_is_flag = flag;
 }
 
-/* Percent-decodes s ('+' is a space) into the request's arena; a '%' not
- * followed by two hex digits stays as it is (nginx's unescape). */
-static sl_str_t unescape(sl_pdk_t *p, const char *s, size_t n)
-{
-    char *out = sl_pdk_alloc(p, n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = sl_hex_value(s[i + 1])) >= 0 &&
-            (lo = sl_hex_value(s[i + 2])) >= 0) {
-            out[k++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[k++] = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    out[k] = '\0';
-    return (sl_str_t){out, k};
-}
-
 /* Every value of every config.uri_param_names argument among the first
  * MAX_QUERY_ARGS arguments, names and values percent-decoded. */
 static void tokens_from_query(sl_pdk_t *p, const struct jwt_conf *c, struct tokens *t)
@@ -282,13 +262,13 @@ static void tokens_from_query(sl_pdk_t *p, const struct jwt_conf *c, struct toke
         size_t rawlen = (size_t)((eq ? eq : stop) - s);
         if (rawlen) {
             nargs++;
-            sl_str_t name = unescape(p, s, rawlen);
+            sl_str_t name = sl_pdk_unescape(p, s, rawlen);
             for (size_t i = 0; i < c->nuri; i++) {
                 if (strlen(c->uri_params[i]) != name.len ||
                     memcmp(c->uri_params[i], name.p, name.len))
                     continue;
                 if (eq)
-                    add_token(t, unescape(p, eq + 1, (size_t)(stop - eq - 1)), false);
+                    add_token(t, sl_pdk_unescape(p, eq + 1, (size_t)(stop - eq - 1)), false);
                 else
                     add_token(t, (sl_str_t){NULL, 0}, true);
                 break;

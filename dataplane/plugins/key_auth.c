@@ -257,26 +257,6 @@ static enum found find_in_headers(sl_pdk_t *p, const char *key, sl_str_t *value)
     return seen == 0 ? FOUND_NONE : seen == 1 ? FOUND_ONE : FOUND_DUPLICATE;
 }
 
-/* Percent-decodes s ('+' is a space) into the request's arena; a '%' not
- * followed by two hex digits stays as it is (nginx's unescape). */
-static sl_str_t unescape(sl_pdk_t *p, const char *s, size_t n)
-{
-    char *out = sl_pdk_alloc(p, n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = sl_hex_value(s[i + 1])) >= 0 &&
-            (lo = sl_hex_value(s[i + 2])) >= 0) {
-            out[k++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[k++] = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    out[k] = '\0';
-    return (sl_str_t){out, k};
-}
-
 /*
  * Looks a key name up in the raw query string as Kong's kong.request.get_query
  * sees it: names and values decoded, the first MAX_QUERY_ARGS arguments only,
@@ -299,12 +279,12 @@ static enum found find_in_query(sl_pdk_t *p, const char *key, sl_str_t *value)
             /* Decoding shrinks a name to between a third and all of its
              * length: only names that can become the key are decoded. */
             bool may = rawlen >= keylen && rawlen <= 3 * keylen;
-            sl_str_t name = may ? unescape(p, s, rawlen) : (sl_str_t){NULL, 0};
+            sl_str_t name = may ? sl_pdk_unescape(p, s, rawlen) : (sl_str_t){NULL, 0};
             if (may && name.len == keylen && !memcmp(name.p, key, keylen)) {
                 if (seen++ == 0) {
                     has_value = eq != NULL;
                     if (eq)
-                        *value = unescape(p, eq + 1, (size_t)(stop - eq - 1));
+                        *value = sl_pdk_unescape(p, eq + 1, (size_t)(stop - eq - 1));
                 }
             }
         }

@@ -722,6 +722,21 @@ void sl_pdk_auth_set_consumer(sl_pdk_t *p, const sl_consumer_t *consumer,
     set_or_clear(p, "X-Anonymous-Consumer", credential ? NULL : "true");
 }
 
+int sl_pdk_auth_anonymous(sl_pdk_t *p, const char *anonymous)
+{
+    const sl_consumer_t *anon = sl_pdk_client_load_consumer(p, anonymous);
+    if (!anon) {
+        char *msg = sl_xasprintf("anonymous consumer %s is configured but doesn't exist",
+                                 anonymous ? anonymous : "");
+        sl_pdk_log(p, SL_LOG_ERROR, "%s", msg);
+        int rc = sl_pdk_response_error(p, 500, msg);
+        free(msg);
+        return rc;
+    }
+    sl_pdk_auth_set_consumer(p, anon, NULL);
+    return SL_PLUGIN_CONTINUE;
+}
+
 /* ----------------------------------------------------------------- kong.ip */
 
 bool sl_pdk_ip_is_trusted(sl_pdk_t *p, const char *addr)

@@ -187,6 +187,12 @@ const sl_credential_t *sl_pdk_credential_lookup(sl_pdk_t *p, const char *table, 
 void sl_pdk_auth_set_consumer(sl_pdk_t *p, const sl_consumer_t *consumer,
                               const sl_credential_t *credential);
 
+/* What Kong's auth plugins do when authentication failed and `anonymous` is
+ * configured: continue as that consumer (id or username; X-Anonymous-Consumer
+ * set), or answer 500 "anonymous consumer <x> is configured but doesn't
+ * exist" when there is none. Returns what the access handler returns. */
+int sl_pdk_auth_anonymous(sl_pdk_t *p, const char *anonymous);
+
 /* ---- kong.ip ------------------------------------------------------------ */
 
 /* kong.ip.is_trusted: whether addr (an IPv4 or IPv6 address) is in the

@@ -250,23 +250,6 @@ static bool authenticate(sl_pdk_t *p, const struct basic_auth *c)
     return true;
 }
 
-/* Continues as the configured anonymous consumer, or answers 500 when it
- * names no consumer (Kong 3.10's message). */
-static int be_anonymous(sl_pdk_t *p, const struct basic_auth *c)
-{
-    const sl_consumer_t *anon = sl_pdk_client_load_consumer(p, c->anonymous);
-    if (!anon) {
-        char *msg =
-            sl_xasprintf("anonymous consumer %s is configured but doesn't exist", c->anonymous);
-        sl_pdk_log(p, SL_LOG_ERROR, "%s", msg);
-        int rc = sl_pdk_response_error(p, 500, msg);
-        free(msg);
-        return rc;
-    }
-    sl_pdk_auth_set_consumer(p, anon, NULL);
-    return SL_PLUGIN_CONTINUE;
-}
-
 static int on_access(sl_pdk_t *p, void *conf)
 {
     const struct basic_auth *c = conf;
@@ -276,7 +259,7 @@ static int on_access(sl_pdk_t *p, void *conf)
             return SL_PLUGIN_CONTINUE;
         if (authenticate(p, c))
             return SL_PLUGIN_CONTINUE;
-        return be_anonymous(p, c);
+        return sl_pdk_auth_anonymous(p, c->anonymous);
     }
     if (authenticate(p, c))
         return SL_PLUGIN_CONTINUE;

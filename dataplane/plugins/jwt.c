@@ -991,23 +991,6 @@ static int internal_error(sl_pdk_t *p)
     return sl_pdk_response_error(p, 500, "An unexpected error occurred");
 }
 
-/* Continues as the configured anonymous consumer, or answers 500 when it
- * names no consumer (Kong 3.10's message). */
-static int be_anonymous(sl_pdk_t *p, const struct jwt_conf *c)
-{
-    const sl_consumer_t *anon = sl_pdk_client_load_consumer(p, c->anonymous);
-    if (!anon) {
-        char *msg =
-            sl_xasprintf("anonymous consumer %s is configured but doesn't exist", c->anonymous);
-        sl_pdk_log(p, SL_LOG_ERROR, "%s", msg);
-        int rc = sl_pdk_response_error(p, 500, msg);
-        free(msg);
-        return rc;
-    }
-    sl_pdk_auth_set_consumer(p, anon, NULL);
-    return SL_PLUGIN_CONTINUE;
-}
-
 /* Kong's kong.response.exit(401, err.errors or {message = ...}, headers). */
 static int refuse(sl_pdk_t *p, const struct jwt_conf *c, struct failure *f)
 {
@@ -1045,7 +1028,7 @@ static int on_access(sl_pdk_t *p, void *conf)
     }
     if (c->anonymous) {
         json_decref(f.errors);
-        return be_anonymous(p, c);
+        return sl_pdk_auth_anonymous(p, c->anonymous);
     }
     return refuse(p, c, &f);
 }

@@ -17,12 +17,14 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
 OPT     ?= -O2 -g
 CFLAGS  ?=
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(if $(CI),-Werror,) -fno-strict-aliasing \
-           -I. -Icommon -Idataplane -Icontrolplane -I$(BUILD)/gen $(PKG_CFLAGS) $(SAN)
+           -I. -Icommon -Idataplane -Icontrolplane -Ipluginserver-bridge -I$(BUILD)/gen \
+           $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 LDLIBS  := $(PKG_LIBS) -lpthread -lm
 
 COMMON_SRC := $(sort $(wildcard common/*.c))
-DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c)))
+DP_SRC     := $(filter-out dataplane/main.c,$(sort $(wildcard dataplane/*.c))) \
+              $(sort $(wildcard pluginserver-bridge/*.c))
 # Native plugins are linked as objects, not from the archive: the registry
 # refers to them weakly, so nothing would pull them out of a library.
 PLUGIN_SRC := $(sort $(wildcard dataplane/plugins/*.c))
@@ -49,13 +51,22 @@ LIB_CP     := $(BUILD)/lib/libslcp.a
 SLUICE_DP  := $(BUILD)/bin/sluice-dp
 SLUICE_CP  := $(if $(wildcard controlplane/main.c),$(BUILD)/bin/sluice-cp,)
 
-.PHONY: all help deps test unit integration asan bench bench-sync run format format-check clean check-tools fuzz-smoke
-all: $(SLUICE_DP) $(SLUICE_CP)
+# go-pdk-examples/: example plugin servers built with Kong's go-pdk, one per directory.
+# Modules come only from what `make deps` downloaded (-mod=readonly).
+GO          ?= go
+GO_EXAMPLES := $(patsubst go-pdk-examples/%/main.go,%,$(sort $(wildcard go-pdk-examples/*/main.go)))
+GO_ENV      := GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
+
+.PHONY: all help deps test unit integration asan bench bench-sync run format format-check clean check-tools fuzz-smoke \
+        go-examples go-test
+all: $(SLUICE_DP) $(SLUICE_CP) go-examples
 
 help:
 	@echo "make            build everything into $(BUILD)/ (binaries in $(BUILD)/bin/)"
-	@echo "make deps       install the Debian and Python packages the build and tests need"
-	@echo "make test       C unit tests (cmocka) and integration tests (pytest)"
+	@echo "make deps       install the Debian and Python packages and the Go modules the build and tests need"
+	@echo "make test       C unit tests (cmocka), integration tests (pytest) and go-test"
+	@echo "make go-examples the go-pdk example plugins into $(BUILD)/bin/go-plugins/"
+	@echo "make go-test    go vet and go test in go-pdk-examples/"
 	@echo "make asan       both suites under AddressSanitizer + UBSan"
 	@echo "make bench      benchmarks against the upstream directly and nginx"
 	@echo "make bench-sync hybrid mode: propagation from the Admin API to five data planes"
@@ -123,6 +134,17 @@ fuzz-smoke: $(FUZZ_BIN)
 check-tools:
 	@tools/check-tools.sh
 
+# Static binaries, named like their plugins; go caches its own work, so this always runs.
+go-examples:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "go-examples: '$(GO)' not found: install Go 1.21 or later" >&2; exit 1; }
+	@mkdir -p $(BUILD)/bin/go-plugins
+	@$(if $(Q),echo "  GO      $(BUILD)/bin/go-plugins/{$(GO_EXAMPLES)}")
+	$(Q)cd go-pdk-examples && $(GO_ENV) $(GO) build -trimpath -o $(abspath $(BUILD))/bin/go-plugins/ \
+	    $(GO_EXAMPLES:%=./%)
+
+go-test: check-tools
+	cd go-pdk-examples && $(GO_ENV) $(GO) vet ./... && $(GO_ENV) $(GO) test ./...
+
 unit: check-tools $(UNIT_BIN)
 	@set -e; fail=0; for t in $(UNIT_BIN); do \
 	    echo "== $$t"; $$t || fail=1; done; \
@@ -131,7 +153,7 @@ unit: check-tools $(UNIT_BIN)
 integration: check-tools all
 	SLUICE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-test: unit fuzz-smoke integration
+test: unit fuzz-smoke integration go-test
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \

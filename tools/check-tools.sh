@@ -12,6 +12,10 @@ done
 command -v "$PY" >/dev/null 2>&1 || need "$PY"
 command -v protoc-c >/dev/null 2>&1 || need "protoc-c (protobuf-c-compiler)"
 command -v redis-server >/dev/null 2>&1 || need "redis-server (rate-limiting's redis policy is tested against it)"
+command -v "${GO:-go}" >/dev/null 2>&1 || {
+    echo "missing: go -- install Go 1.21 or later and put it on PATH (go-pdk-examples/ is built and tested with it)" >&2
+    fail=1
+}
 $PY -c 'import pytest' 2>/dev/null || need "python module pytest"
 if [ -f tests/requirements.txt ]; then
     while read -r line; do

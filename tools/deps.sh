@@ -38,4 +38,11 @@ if [ $py_missing -eq 1 ]; then
     echo "deps: installing Python packages from tests/requirements.txt"
     $PY -m pip install -q -r tests/requirements.txt
 fi
+# go-pdk-examples/ builds with -mod=readonly: fetch its modules now, never during a build.
+GO=${GO:-go}
+if ! command -v "$GO" >/dev/null 2>&1; then
+    echo "deps: '$GO' not found: install Go 1.21 or later and put it on PATH (go-pdk-examples/ needs it)" >&2
+    exit 1
+fi
+(cd go-pdk-examples && "$GO" mod download)
 echo "deps: ok"

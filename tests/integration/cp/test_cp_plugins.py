@@ -5,6 +5,7 @@ endpoints (GET /, /plugins/enabled, /schemas/plugins/...)."""
 import json
 import os
 import stat
+from pathlib import Path
 
 from .conftest import run_cp
 
@@ -238,3 +239,30 @@ def test_bad_query_commands(tmp_path):
     check({"SLUICE_PLUGINSERVER_NAMES": "x",
            "SLUICE_PLUGINSERVER_X_QUERY_CMD": query_script(tmp_path, "x", bad)},
           "nested deeper than 16 levels")
+
+
+GO_PLUGINS = Path(os.environ.get("SLUICE_BUILD", Path(__file__).resolve().parents[3] / "build")) \
+    / "bin" / "go-plugins"
+
+
+def test_go_pdk_examples_register_from_their_dumps(cp_factory):
+    """The real go-pdk example servers' -dump output registers each plugin
+    (name, priority, version, phases, schema) on the control plane."""
+    names = ["hello", "api-auth", "body-rewrite", "json-log", "quota"]
+    for n in names:
+        assert (GO_PLUGINS / n).exists(), "run `make go-examples` first (%s missing)" % n
+    env = {"SLUICE_PLUGINS": "bundled," + ",".join(names),
+           "SLUICE_PLUGINSERVER_NAMES": ",".join(names)}
+    for n in names:
+        key = n.replace("-", "_").upper()
+        env["SLUICE_PLUGINSERVER_%s_QUERY_CMD" % key] = "%s -dump" % (GO_PLUGINS / n)
+    cp = cp_factory(env=env)
+    avail = cp.get("/").json["plugins"]["available_on_server"]
+    assert avail["hello"]["priority"] == 1
+    assert avail["api-auth"]["priority"] == 1250
+    assert avail["quota"]["priority"] == 910
+    r = cp.post("/plugins", {"name": "hello", "config": {"message": "hi"}})
+    assert r.status == 201, r
+    assert r.json["config"]["message"] == "hi"
+    r = cp.post("/plugins", {"name": "hello", "config": {"message": 5}})
+    assert r.status == 400 and r.json["fields"]["config"]["message"] == "expected a string"

@@ -831,7 +831,8 @@ static int string_to_json(struct conv *c, const char *s, size_t n, json_t **out)
     if (!s)
         s = "";
     if (!utf8_valid(s, n)) {
-        set_err(c->err, "a string is not UTF-8: \"%.40s\"", s);
+        /* s is a protobuf field: not NUL-terminated when it is bytes. */
+        set_err(c->err, "a string is not UTF-8 (%zu bytes)", n);
         return SL_ERR_INVALID;
     }
     json_t *j = json_stringn(s, n);

@@ -857,6 +857,16 @@ def scrape(dp):
     return samples, types
 
 
+def scrape_when(dp, name, **labels):
+    """Scrapes until a sample of that name and labels is there: the log phase
+    counts a request after its response reached the client, so a scrape
+    right after the response can come first."""
+    def ready():
+        samples, _ = scrape(dp)
+        return samples if value(samples, name, **labels) is not None else None
+    return wait_until(ready, 5, what="%s %s in /metrics" % (name, labels))
+
+
 def value(samples, name, **labels):
     """The sample of that name whose labels include these; None when none."""
     found = [v for n, ls, v in samples if n == name and labels.items() <= dict(ls).items()]
@@ -949,7 +959,7 @@ def test_prometheus_counts_plugin_responses(sluice_factory, upstream):
         route("locked", paths=["/locked"], plugins=[plugin("key-auth")])])],
         plugins=[plugin("prometheus", ALL_METRICS)]))
     assert dp.get("/locked").status == 401
-    samples, _ = scrape(dp)
+    samples = scrape_when(dp, "kong_http_requests_total", route="locked")
     assert value(samples, "kong_http_requests_total", service="svc", route="locked",
                  code="401", source="kong", workspace="default", consumer="") == 1
 
@@ -992,7 +1002,7 @@ def test_prometheus_per_consumer(sluice_factory, upstream):
     for _ in range(2):
         assert dp.get("/p", headers={"apikey": "alice-key"}).status == 200
     assert dp.get("/p").status == 200
-    samples, _ = scrape(dp)
+    samples = scrape_when(dp, "kong_http_requests_total", code="200", consumer="anon")
     assert value(samples, "kong_http_requests_total", code="200", consumer="alice") == 2
     assert value(samples, "kong_http_requests_total", code="200", consumer="anon") == 1
     assert value(samples, "kong_bandwidth_bytes", direction="egress", consumer="alice") > 0
@@ -1001,7 +1011,7 @@ def test_prometheus_per_consumer(sluice_factory, upstream):
         route("r", paths=["/"], plugins=[plugin("key-auth")])])], consumers=alice(),
         plugins=[plugin("prometheus", ALL_METRICS)]))
     assert dp2.get("/p", headers={"apikey": "alice-key"}).status == 200
-    samples, _ = scrape(dp2)
+    samples = scrape_when(dp2, "kong_http_requests_total", code="200")
     assert value(samples, "kong_http_requests_total", code="200", consumer="") == 1
 
 
@@ -1030,7 +1040,7 @@ def test_prometheus_scoped_to_a_route(sluice_factory, upstream):
         route("without", paths=["/without"])])]))
     assert dp.get("/with").status == 200
     assert dp.get("/without").status == 200
-    samples, _ = scrape(dp)
+    samples = scrape_when(dp, "kong_http_requests_total", route="with")
     assert value(samples, "kong_http_requests_total", route="with") == 1
     assert value(samples, "kong_http_requests_total", route="without") is None
 

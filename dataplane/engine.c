@@ -681,6 +681,11 @@ void sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run)
             leave(run);
         }
     }
+    sl_engine_body_filter(p, run);
+}
+
+void sl_engine_body_filter(sl_pdk_t *p, sl_plugin_run_t *run)
+{
     for (size_t k = 0; k < run->nran; k++) {
         const sl_plugin_inst_t *x = run->ran[k];
         if (x->impl->body_filter) {

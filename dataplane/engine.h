@@ -75,6 +75,9 @@ int sl_engine_access_resumed(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme,
 /* The response handlers, then the body_filter handlers, of the collected
  * plugins in chain order, over a response held whole. */
 void sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run);
+/* Only the body_filter handlers (over a body the gateway or a plugin
+ * produced). */
+void sl_engine_body_filter(sl_pdk_t *p, sl_plugin_run_t *run);
 
 /* header_filter and log of the collected plugins, in chain order. */
 void sl_engine_header_filter(sl_pdk_t *p, sl_plugin_run_t *run);

@@ -65,6 +65,7 @@ static void send_exit(sl_req_t *r);
 static void add_op_headers(sl_sb_t *b, const sl_req_t *r, bool skip_content_type);
 static void run_header_filter(sl_req_t *r, int status, const sl_h1_header_t *hs, size_t n);
 static void keep_head(sl_req_t *r, const char *head, size_t len);
+static sl_str_t filter_generated_body(sl_req_t *r, const char *body, size_t len);
 
 /* The request is the PDK's handle (pdk.c). */
 #define PDK(r) ((sl_pdk_t *)(r))
@@ -434,10 +435,14 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
 
     if (r)
         r->source = "error";
+    sl_str_t out = {body.p, body.len};
     if (r && r->run.nran) {
+        /* The plugins see (and may change) the answer's Content-Type. */
+        sl_pdk_response_set_header(PDK(r), "Content-Type", "application/json; charset=utf-8");
         run_header_filter(r, status, NULL, 0);
         if (r->filter_status)
             status = r->filter_status;
+        out = filter_generated_body(r, body.p, body.len);
     }
     if (r && (r->client_close || (!r->body_done && r->body_kind != B_NONE)))
         close = true;
@@ -449,8 +454,10 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
     sl_sb_adds(&b, reason_phrase(status));
     sl_sb_addlit(&b, "\r\n");
     add_date(&b);
-    sl_sb_addlit(&b, "Content-Type: application/json; charset=utf-8\r\nContent-Length: ");
-    sl_sb_addu(&b, body.len);
+    if (!(r && r->run.nran))
+        sl_sb_addlit(&b, "Content-Type: application/json; charset=utf-8\r\n");
+    sl_sb_addlit(&b, "Content-Length: ");
+    sl_sb_addu(&b, out.len);
     sl_sb_addlit(&b, "\r\n");
     if (close)
         sl_sb_addlit(&b, "Connection: close\r\n");
@@ -469,14 +476,14 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
         sl_sb_addlit(&b, "\r\n");
     }
     if (r && r->run.nran)
-        add_op_headers(&b, r, true);
+        add_op_headers(&b, r, false);
     if (extra_headers)
         sl_sb_adds(&b, extra_headers);
     sl_sb_addlit(&b, "\r\n");
     if (r)
         keep_head(r, b.p, b.len);
     if (!(r && sl_str_caseeq_lit(r->h.method, "HEAD")))
-        sl_sb_add(&b, body.p, body.len);
+        sl_sb_add(&b, out.p, out.len);
     evbuffer_add(bufferevent_get_output(c->bev), b.p, b.len);
     flush_out(c->bev);
     sl_sb_dispose(&b);
@@ -484,7 +491,7 @@ static void send_json(sl_conn_t *c, sl_req_t *r, int status, const char *message
     if (r) {
         r->status = status;
         if (!sl_str_caseeq_lit(r->h.method, "HEAD"))
-            r->bytes_out += body.len;
+            r->bytes_out += out.len;
         if (close)
             r->client_close = true;
         finish_request(r);
@@ -558,6 +565,28 @@ static void run_header_filter(sl_req_t *r, int status, const sl_h1_header_t *hs,
 }
 
 /*
+ * Passes a body the gateway or a plugin produced through the collected
+ * plugins' body_filter, as Kong does (response-transformer edits a 401's
+ * JSON too). Returns the body to send: the one given, or a plugin's.
+ */
+static sl_str_t filter_generated_body(sl_req_t *r, const char *body, size_t len)
+{
+    if (!len || !r->run.nran || !sl_engine_chain_wants_response_body(r->run.chain))
+        return (sl_str_t){body, len};
+    if (!r->resp_body)
+        r->resp_body = evbuffer_new();
+    evbuffer_drain(r->resp_body, evbuffer_get_length(r->resp_body));
+    evbuffer_add(r->resp_body, body, len);
+    sl_engine_body_filter(PDK(r), &r->run);
+    if (!r->resp_new_body)
+        return (sl_str_t){body, len};
+    size_t n = evbuffer_get_length(r->resp_new_body);
+    char *copy = sl_arena_alloc(&r->arena, n ? n : 1);
+    evbuffer_copyout(r->resp_new_body, copy, n);
+    return (sl_str_t){copy, n};
+}
+
+/*
  * Writes the response a plugin produced (kong.response.exit): its status,
  * the fields plugins set, Content-Length and the body. As for every
  * generated response, the connection closes when the request body was not
@@ -575,6 +604,12 @@ static void send_exit(sl_req_t *r)
     run_header_filter(r, status, NULL, 0);
     if (r->filter_status)
         status = r->filter_status;
+    bodiless = status < 200 || status == 204 || status == 304;
+    if (!bodiless) {
+        sl_str_t fb = filter_generated_body(r, r->exit_body, r->exit_body_len);
+        r->exit_body = fb.p;
+        r->exit_body_len = fb.len;
+    }
     char storage[2048];
     sl_sb_t b;
     sl_sb_init(&b, storage, sizeof(storage));

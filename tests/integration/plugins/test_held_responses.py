@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 import h1
-from conftest import declarative, route, service
+from conftest import declarative, free_port, route, service
 from upstream import pattern_bytes
 
 LIMIT = 1024 * 1024  # response_buffer_size below
@@ -316,3 +316,25 @@ def test_header_only_response_transformer_streams(sluice_factory, upstream):
         first = c.read_exact(size // 2)
         upstream.open_gate(token)
         assert first + c.read_exact(size - size // 2) == pattern_bytes(size)
+
+
+def test_generated_answers_pass_through_body_filter(sluice_factory, upstream):
+    """As in Kong, response-transformer also edits the JSON of answers the
+    gateway or a plugin produced: key-auth's 401, the gateway's 502."""
+    dead = "http://127.0.0.1:%d" % free_port()
+    rt = {"name": "response-transformer", "config": {"add": {"json": ["extra:yes"]}}}
+    dp = sluice_factory(declarative([
+        service("s", upstream.url, routes=[route("locked", paths=["/locked"], plugins=[
+            {"name": "key-auth"}, dict(rt)])]),
+        service("gone", dead, retries=0, routes=[route("gone", paths=["/gone"],
+                                                        plugins=[dict(rt)])])]))
+    r = dp.get("/locked")
+    assert r.status == 401
+    body = json.loads(r.body)
+    assert body["message"] == "No API key found in request" and body["extra"] == "yes"
+    assert int(r.header("Content-Length")) == len(r.body)
+    r = dp.get("/gone")
+    assert r.status == 502
+    body = json.loads(r.body)
+    assert body["extra"] == "yes" and "request_id" in body
+    assert int(r.header("Content-Length")) == len(r.body)

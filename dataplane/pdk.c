@@ -911,6 +911,15 @@ void sl_pdk_service_request_set_raw_query(sl_pdk_t *p, const char *query)
     R(p)->up_query = copy_str(R(p), query);
 }
 
+/* Makes *b (created if needed) hold exactly len bytes of body. */
+static void set_buffer(struct evbuffer **b, const char *body, size_t len)
+{
+    if (!*b)
+        *b = evbuffer_new();
+    evbuffer_drain(*b, evbuffer_get_length(*b));
+    evbuffer_add(*b, body, len);
+}
+
 void sl_pdk_service_request_set_raw_body(sl_pdk_t *p, const char *body, size_t len)
 {
     sl_req_t *r = R(p);
@@ -921,10 +930,7 @@ void sl_pdk_service_request_set_raw_body(sl_pdk_t *p, const char *body, size_t l
                    "(the plugin must declare wants_body)");
         return;
     }
-    if (!r->body_buf)
-        r->body_buf = evbuffer_new();
-    evbuffer_drain(r->body_buf, evbuffer_get_length(r->body_buf));
-    evbuffer_add(r->body_buf, body, len);
+    set_buffer(&r->body_buf, body, len);
     r->body_buffered = true;
     r->body_replaced = true;
 }
@@ -1538,10 +1544,7 @@ void sl_pdk_response_set_raw_body(sl_pdk_t *p, const char *body, size_t len)
                    "and body_filter phases only");
         return;
     }
-    if (!r->resp_new_body)
-        r->resp_new_body = evbuffer_new();
-    evbuffer_drain(r->resp_new_body, evbuffer_get_length(r->resp_new_body));
-    evbuffer_add(r->resp_new_body, body, len);
+    set_buffer(&r->resp_new_body, body, len);
 }
 
 bool sl_pdk_response_set_status(sl_pdk_t *p, int status)

@@ -16,6 +16,7 @@
  * worker is a thread, so they are thread-local and need no lock. The conf
  * is read-only once configure() returns.
  */
+#include "h1_parser.h"
 #include "pdk.h"
 #include "plugin.h"
 #include "util.h"
@@ -51,21 +52,6 @@ static void dispose(void *p)
     free(c);
 }
 
-/* A header name is a token (RFC 9110 5.6.2); Kong's schema takes any
- * string, but anything else cannot be sent. */
-static bool header_name_ok(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              (ch && strchr("!#$%&'*+-.^_`|~", ch))))
-            return false;
-    }
-    return true;
-}
-
 static void *configure(const json_t *config, const char *instance_id, char *err, size_t errlen)
 {
     if (!json_is_object(config)) {
@@ -78,7 +64,7 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
     const char *name_s = "Kong-Request-ID";
     if (name && !json_is_null(name)) {
         if (!json_is_string(name) ||
-            !header_name_ok(json_string_value(name), json_string_length(name))) {
+            !sl_h1_is_token(json_string_value(name), json_string_length(name))) {
             snprintf(err, errlen, "config.header_name: expected a header name (an HTTP token)");
             return NULL;
         }

@@ -193,29 +193,6 @@ static void lua_number(char *buf, size_t n, double d)
         snprintf(buf, n, "%.14g", d);
 }
 
-static bool is_token(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              (c && strchr("!#$%&'*+-.^_`|~", c))))
-            return false;
-    }
-    return true;
-}
-
-static bool field_value_ok(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
 /* The parts of http_endpoint. */
 struct url {
     bool https;
@@ -402,7 +379,7 @@ static bool read_headers(const json_t *config, bool has_userinfo, sl_sb_t *b, ch
     json_object_foreach((json_t *)hs, k, v)
     {
         size_t kn = strlen(k);
-        if (!is_token(k, kn)) {
+        if (!sl_h1_is_token(k, kn)) {
             fail(err, errlen, "config.headers: bad header name '%.64s'", k);
             return false;
         }
@@ -421,7 +398,7 @@ static bool read_headers(const json_t *config, bool has_userinfo, sl_sb_t *b, ch
             fail(err, errlen, "config.headers.%.64s: expected a string", k);
             return false;
         }
-        if (!field_value_ok(json_string_value(v), json_string_length(v))) {
+        if (!sl_h1_is_field_value(json_string_value(v), json_string_length(v))) {
             fail(err, errlen, "config.headers.%.64s: must not contain control characters", k);
             return false;
         }

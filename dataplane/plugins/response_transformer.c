@@ -57,6 +57,7 @@
  * its new encoding, which are freed before body_filter returns.
  */
 #include "log.h"
+#include "h1_parser.h"
 #include "pdk.h"
 #include "plugin.h"
 #include "util.h"
@@ -138,20 +139,6 @@ static void dispose(void *p)
     free(c);
 }
 
-/* RFC 9110 5.6.2: a header name is a token. */
-static bool token_ok(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              (ch && strchr("!#$%&'*+-.^_`|~", ch))))
-            return false;
-    }
-    return true;
-}
-
 static bool has_ctl(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -205,12 +192,12 @@ static bool read_headers(const json_t *group, int op, struct items *out, char *e
         size_t vstart = k;
         while (vstart < len && s[vstart] == ':')
             vstart++;
-        if (!token_ok(s, k)) {
+        if (!sl_h1_is_token(s, k)) {
             snprintf(err, errlen, "config.%s.headers[%zu]: '%.*s' is not a valid header name",
                      op_names[op], i, (int)k, s);
             return false;
         }
-        if (op == OP_RENAME && !token_ok(s + vstart, len - vstart)) {
+        if (op == OP_RENAME && !sl_h1_is_token(s + vstart, len - vstart)) {
             snprintf(err, errlen, "config.%s.headers[%zu]: '%s' needs a new header name after ':'",
                      op_names[op], i, s);
             return false;

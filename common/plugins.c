@@ -416,40 +416,56 @@ void sl_pluginserver_key(const char *server, const char *what, char *out, size_t
     }
 }
 
+int sl_pluginserver_query(const struct sl_conf_s *conf, const char *server, const char **protocol,
+                          sl_errors_t *errs)
+{
+    char key[256], what[300], dflt[300];
+    sl_pluginserver_key(server, "query_cmd", key, sizeof(key));
+    const char *cmd = sl_conf_get(conf, key);
+    if (!cmd) {
+        snprintf(dflt, sizeof(dflt), "/usr/local/bin/%s", server);
+        if (access(dflt, X_OK) != 0) {
+            sl_errors_add(errs,
+                          "%s: query command undefined for pluginserver %s; set it to the "
+                          "command that prints the server's plugin info (e.g. '<binary> "
+                          "-dump')",
+                          key, server);
+            return SL_ERR_INVALID;
+        }
+        strcat(dflt, " -dump");
+        cmd = dflt;
+    }
+    snprintf(what, sizeof(what), "pluginserver %s", server);
+    char *out;
+    size_t len;
+    if (sl_run_capture(what, cmd, QUERY_MAX_BYTES, QUERY_TIMEOUT_MS, &out, &len, errs) != SL_OK)
+        return SL_ERR_INVALID;
+    int rc = sl_plugins_add_dump(server, out, len, protocol, errs);
+    free(out);
+    return rc;
+}
+
+size_t sl_pluginserver_names(const struct sl_conf_s *conf, char ***names)
+{
+    size_t n = sl_conf_split(sl_conf_get(conf, "pluginserver_names"), names);
+    if (n == 1 && !strcasecmp((*names)[0], "none")) {
+        sl_conf_split_free(*names, n);
+        *names = NULL;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (char *c = (*names)[i]; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+    return n;
+}
+
 int sl_plugins_configure(const struct sl_conf_s *conf, sl_errors_t *errs)
 {
     size_t before = errs->n;
     char **names;
-    size_t n = sl_conf_split(sl_conf_get(conf, "pluginserver_names"), &names);
-    for (size_t i = 0; i < n; i++) {
-        if (!strcasecmp(names[i], "none") && n == 1)
-            break;
-        for (char *c = names[i]; *c; c++)
-            *c = (char)tolower((unsigned char)*c);
-        char key[256], what[300], dflt[300];
-        sl_pluginserver_key(names[i], "query_cmd", key, sizeof(key));
-        const char *cmd = sl_conf_get(conf, key);
-        if (!cmd) {
-            snprintf(dflt, sizeof(dflt), "/usr/local/bin/%s", names[i]);
-            if (access(dflt, X_OK) != 0) {
-                sl_errors_add(errs,
-                              "%s: query command undefined for pluginserver %s; set it to the "
-                              "command that prints the server's plugin info (e.g. '<binary> "
-                              "-dump')",
-                              key, names[i]);
-                continue;
-            }
-            strcat(dflt, " -dump");
-            cmd = dflt;
-        }
-        snprintf(what, sizeof(what), "pluginserver %s", names[i]);
-        char *out;
-        size_t len;
-        if (sl_run_capture(what, cmd, QUERY_MAX_BYTES, QUERY_TIMEOUT_MS, &out, &len, errs) != SL_OK)
-            continue;
-        sl_plugins_add_dump(names[i], out, len, NULL, errs);
-        free(out);
-    }
+    size_t n = sl_pluginserver_names(conf, &names);
+    for (size_t i = 0; i < n; i++)
+        sl_pluginserver_query(conf, names[i], NULL, errs);
     sl_conf_split_free(names, n);
     if (errs->n == before)
         sl_plugins_enable(sl_conf_get(conf, "plugins"), errs);

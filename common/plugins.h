@@ -95,6 +95,20 @@ int sl_plugins_add_reported(const char *server, const json_t *desc, sl_errors_t 
  * the name lower-cased and '-' turned into '_' as Kong does. */
 void sl_pluginserver_key(const char *server, const char *what, char *out, size_t size);
 
+/* The servers of `pluginserver_names`, lower-cased ("none": none); free
+ * with sl_conf_split_free. */
+struct sl_conf_s;
+size_t sl_pluginserver_names(const struct sl_conf_s *conf, char ***names);
+
+/*
+ * Runs one server's `pluginserver_<name>_query_cmd` (default:
+ * `/usr/local/bin/<name> -dump` when that file exists) and registers what
+ * it dumps (sl_plugins_add_dump, *protocol as there). Blocks for 10 s at
+ * most. Returns SL_OK or SL_ERR_INVALID with the reason in errs.
+ */
+int sl_pluginserver_query(const struct sl_conf_s *conf, const char *server, const char **protocol,
+                          sl_errors_t *errs);
+
 /*
  * The start-up sequence for a node's configuration: for each server of
  * `pluginserver_names`, run its `pluginserver_<name>_query_cmd` (default:
@@ -103,7 +117,6 @@ void sl_pluginserver_key(const char *server, const char *what, char *out, size_t
  * Blocks while the query commands run (10 s each at most). Returns SL_OK or
  * SL_ERR_INVALID with every problem in errs.
  */
-struct sl_conf_s;
 int sl_plugins_configure(const struct sl_conf_s *conf, sl_errors_t *errs);
 
 /* An enabled plugin by name, or NULL. */

@@ -3,6 +3,7 @@
  * text values into sl_dp_conf_t. Runs on the main thread at start-up only.
  */
 #include "dp_conf.h"
+#include "bridge.h"
 #include "log.h"
 #include "util.h"
 
@@ -21,6 +22,7 @@ const sl_conf_key_t sl_dp_conf_keys[] = {
     {"access_log", "off", "JSON access log path, or off"},
     {"declarative_config", NULL, "DB-less declarative file (YAML or JSON)"},
     {"plugins", "bundled", "plugins this node runs: bundled (every native plugin), names, or off"},
+    SL_BRIDGE_CONF_KEYS,
     {"trusted_ips", "", "comma-separated IPs/CIDRs whose X-Forwarded-* headers are trusted"},
     {"headers", "server_tokens, latency_tokens, X-Kong-Request-Id",
      "response headers to add: server_tokens, latency_tokens, X-Kong-Request-Id, or off"},

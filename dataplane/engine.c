@@ -231,7 +231,7 @@ static void build_instances(struct sl_gen_plugins_s *gp, json_t *doc, sl_errors_
                           i, name);
             continue;
         }
-        const sl_native_plugin_t *impl = sl_native_plugin(name);
+        const sl_native_plugin_t *impl = sl_plugin_impl(info);
         if (!impl) {
             sl_errors_add(errs,
                           "plugins[%zu].name: plugin '%s' is not available on this data plane", i,
@@ -244,8 +244,10 @@ static void build_instances(struct sl_gen_plugins_s *gp, json_t *doc, sl_errors_
             continue;
         }
         char err[512] = "";
-        void *conf = impl->configure ? impl->configure(config, id, err, sizeof(err)) : NULL;
-        if (impl->configure && !conf) {
+        void *conf = impl->configure_entity ? impl->configure_entity(info, pv, err, sizeof(err))
+                     : impl->configure      ? impl->configure(config, id, err, sizeof(err))
+                                            : NULL;
+        if ((impl->configure || impl->configure_entity) && !conf) {
             sl_errors_add(errs, "plugins[%zu] (%s): %s", i, name,
                           err[0] ? err : "the configuration cannot be used");
             continue;
@@ -671,17 +673,66 @@ void sl_engine_collect_global(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme
     }
 }
 
-void sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run)
+/* Handler of a phase that may wait, by phase bit. */
+static int (*waiting_handler(const sl_native_plugin_t *impl, unsigned phase))(sl_pdk_t *, void *)
 {
-    for (size_t k = 0; k < run->nran; k++) {
-        const sl_plugin_inst_t *x = run->ran[k];
-        if (x->impl->response) {
-            enter(run, k);
-            x->impl->response(p, x->conf);
-            leave(run);
-        }
+    switch (phase) {
+    case SL_PHASE_REWRITE:
+        return impl->rewrite;
+    case SL_PHASE_RESPONSE:
+        return impl->response;
+    default:
+        return impl->log;
     }
-    sl_engine_body_filter(p, run);
+}
+
+/* Runs run->phase's handlers of the collected plugins from run->pos on. */
+static int run_waiting(sl_pdk_t *p, sl_plugin_run_t *run)
+{
+    while (run->pos < run->nran) {
+        size_t k = run->pos++;
+        const sl_plugin_inst_t *x = run->ran[k];
+        int (*h)(sl_pdk_t *, void *) = waiting_handler(x->impl, run->phase);
+        if (!h)
+            continue;
+        enter(run, k);
+        int rc = h(p, x->conf);
+        if (rc == SL_PLUGIN_SUSPEND)
+            return rc; /* current stays set for the resumed handler */
+        leave(run);
+    }
+    if (run->phase == SL_PHASE_RESPONSE)
+        sl_engine_body_filter(p, run);
+    return SL_PLUGIN_CONTINUE;
+}
+
+static int start_waiting(sl_pdk_t *p, sl_plugin_run_t *run, unsigned phase)
+{
+    run->phase = phase;
+    run->pos = 0;
+    return run_waiting(p, run);
+}
+
+int sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run)
+{
+    return start_waiting(p, run, SL_PHASE_RESPONSE);
+}
+
+int sl_engine_log(sl_pdk_t *p, sl_plugin_run_t *run)
+{
+    return start_waiting(p, run, SL_PHASE_LOG);
+}
+
+int sl_engine_rewrite(sl_pdk_t *p, sl_plugin_run_t *run)
+{
+    return start_waiting(p, run, SL_PHASE_REWRITE);
+}
+
+int sl_engine_resumed(sl_pdk_t *p, sl_plugin_run_t *run, int rc)
+{
+    leave(run);
+    (void)rc; /* only access handlers can answer */
+    return run_waiting(p, run);
 }
 
 void sl_engine_body_filter(sl_pdk_t *p, sl_plugin_run_t *run)
@@ -704,18 +755,6 @@ void sl_engine_header_filter(sl_pdk_t *p, sl_plugin_run_t *run)
             continue;
         enter(run, k);
         x->impl->header_filter(p, x->conf);
-        leave(run);
-    }
-}
-
-void sl_engine_log(sl_pdk_t *p, sl_plugin_run_t *run)
-{
-    for (size_t k = 0; k < run->nran; k++) {
-        const sl_plugin_inst_t *x = run->ran[k];
-        if (!x->impl->log)
-            continue;
-        enter(run, k);
-        x->impl->log(p, x->conf);
         leave(run);
     }
 }

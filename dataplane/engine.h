@@ -55,7 +55,9 @@ typedef struct sl_plugin_run_s {
     size_t nran;
     const sl_plugin_inst_t *current; /* the instance whose handler is running */
     void **current_slot;
-    bool exited; /* a plugin answered in access */
+    bool exited;    /* a plugin answered in access */
+    unsigned phase; /* the waiting phase being run (SL_PHASE_*) */
+    size_t pos;     /* its next collected plugin */
 } sl_plugin_run_t;
 
 /* Prepares run for chain (which may be NULL: nothing runs). */
@@ -72,16 +74,27 @@ int sl_engine_access(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme);
 /* Continues the access phase after a suspended handler finished with rc. */
 int sl_engine_access_resumed(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme, int rc);
 
-/* The response handlers, then the body_filter handlers, of the collected
- * plugins in chain order, over a response held whole. */
-void sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run);
+/*
+ * The phases whose handlers may wait (SL_PLUGIN_SUSPEND), over the
+ * collected plugins in chain order: each returns SL_PLUGIN_CONTINUE once
+ * every handler ran, or SL_PLUGIN_SUSPEND when one waits; when it resumes
+ * (sl_pdk_resume), sl_engine_resumed carries on with the same phase and
+ * returns the same way.
+ *   response  the response handlers, then the body_filter handlers, over
+ *             a response held whole
+ *   log       after the response was handed to the client
+ *   rewrite   before the router; run is the global chain's
+ */
+int sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run);
+int sl_engine_log(sl_pdk_t *p, sl_plugin_run_t *run);
+int sl_engine_rewrite(sl_pdk_t *p, sl_plugin_run_t *run);
+int sl_engine_resumed(sl_pdk_t *p, sl_plugin_run_t *run, int rc);
 /* Only the body_filter handlers (over a body the gateway or a plugin
  * produced). */
 void sl_engine_body_filter(sl_pdk_t *p, sl_plugin_run_t *run);
 
-/* header_filter and log of the collected plugins, in chain order. */
+/* header_filter of the collected plugins, in chain order. */
 void sl_engine_header_filter(sl_pdk_t *p, sl_plugin_run_t *run);
-void sl_engine_log(sl_pdk_t *p, sl_plugin_run_t *run);
 
 /* Collects the plugins of run's chain that apply without access having run
  * (for a response the gateway produced before routing: global instances). */

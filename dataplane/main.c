@@ -7,6 +7,7 @@
  * Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration or
  * arguments (with the reasons on stderr).
  */
+#include "bridge.h"
 #include "declarative.h"
 #include "cluster_dp.h"
 #include "dp_conf.h"
@@ -188,7 +189,7 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 
 static bool runnable(const sl_plugin_info_t *p)
 {
-    return !p->server && sl_native_plugin(p->name) != NULL;
+    return sl_plugin_impl(p) != NULL;
 }
 
 int main(int argc, char **argv)
@@ -249,6 +250,9 @@ int main(int argc, char **argv)
     if (decl)
         sl_conf_set(raw, "declarative_config", decl);
     sl_dp_conf_build(raw, &app.conf, &errs);
+    /* External plugins: their servers' -dump output registers them. */
+    if (!errs.n)
+        sl_bridge_configure(raw, app.conf.prefix, &errs);
     sl_conf_free(raw);
     int rc = 2;
     sl_gen_t *gen = NULL;
@@ -374,6 +378,12 @@ int main(int argc, char **argv)
         write_addr(app.conf.prefix, "status", &app.conf.status, &sport, 1);
     }
 
+    /* Plugin servers first, so that the first requests find them. */
+    if (sl_bridge_start(app.base, 5000, &errs) != SL_OK) {
+        print_errors("", &errs);
+        sl_bridge_stop();
+        return 1;
+    }
     for (int i = 0; i < app.nworkers; i++) {
         if (sl_worker_start(app.workers[i], &app.workers_done) != SL_OK) {
             fprintf(stderr, "sluice-dp: cannot start worker %d\n", i);
@@ -404,6 +414,7 @@ int main(int argc, char **argv)
         sl_worker_join(app.workers[i]);
         sl_worker_free(app.workers[i]);
     }
+    sl_bridge_stop();
     free(app.workers);
     sl_status_free(app.status);
     event_free(app.sig_hup);
@@ -424,6 +435,7 @@ out:
     sl_errors_dispose(&errs);
     sl_dp_conf_dispose(&app.conf);
     sl_plugins_reset();
+    sl_bridge_reset();
     libevent_global_shutdown();
     return rc;
 }

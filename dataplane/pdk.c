@@ -351,8 +351,9 @@ const char *sl_pdk_server_get_addr(sl_pdk_t *p)
     if (!c->local_ip[0]) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = bufferevent_getfd(c->bev);
-        if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET6)
+        int fd = c->bev ? bufferevent_getfd(c->bev) : -1; /* closed: a log handler asks */
+        if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+            ss.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->local_ip,
                       sizeof(c->local_ip));
         else if (len && ss.ss_family == AF_INET)

@@ -27,9 +27,9 @@
  * header_filter and log of every plugin that applies run on the answer.
  *
  * Handlers run on worker threads, concurrently, with a read-only conf.
- * Handlers that wait (a network call) will return SL_PLUGIN_SUSPEND and
- * resume the request later from the worker's event loop; until the proxy
- * supports that, a handler returning it fails the request with a 500.
+ * Handlers of rewrite, access, response and log that wait (a network call,
+ * a plugin server) return SL_PLUGIN_SUSPEND and resume the request later
+ * from the worker's event loop.
  */
 #ifndef SL_PLUGIN_H
 #define SL_PLUGIN_H
@@ -46,7 +46,7 @@ typedef struct sl_pdk_s sl_pdk_t; /* one request as a plugin sees it (pdk.h) */
 enum {
     SL_PLUGIN_CONTINUE = 0, /* go on with the next plugin */
     SL_PLUGIN_EXIT = 1,     /* sl_pdk_response_exit was called: answer now */
-    SL_PLUGIN_SUSPEND = 2,  /* reserved: the handler waits (not supported yet) */
+    SL_PLUGIN_SUSPEND = 2,  /* the handler waits: sl_pdk_resume follows */
 };
 
 typedef struct sl_native_plugin_s {
@@ -61,13 +61,23 @@ typedef struct sl_native_plugin_s {
      * be keyed by it).
      */
     void *(*configure)(const json_t *config, const char *instance_id, char *err, size_t errlen);
+    /* Instead of configure, for implementations that serve several plugins
+     * (the plugin-server bridge): the descriptor and the whole plugins
+     * entity (config, scope, instance_name). */
+    void *(*configure_entity)(const sl_plugin_info_t *info, const json_t *entity, char *err,
+                              size_t errlen);
     void (*dispose)(void *conf);
     /* Optional: whether an instance's access handler reads the request
      * body (sl_pdk_request_get_raw_body). When one of a route's instances
      * does, the proxy reads the whole body (up to client_body_buffer_size)
      * before the access phase. */
     bool (*wants_body)(const void *conf);
-    /* Phase handlers; NULL where the plugin has none. */
+    /* Phase handlers; NULL where the plugin has none. Those returning int
+     * give SL_PLUGIN_CONTINUE, or SL_PLUGIN_SUSPEND after sl_pdk_suspend
+     * (the phase goes on once sl_pdk_resume is called); access may also
+     * give SL_PLUGIN_EXIT. rewrite runs for global instances only, before
+     * the router (as Kong). */
+    int (*rewrite)(sl_pdk_t *pdk, void *conf);
     int (*access)(sl_pdk_t *pdk, void *conf);
     void (*header_filter)(sl_pdk_t *pdk, void *conf);
     /* The whole upstream response, before anything of it reaches the
@@ -76,12 +86,12 @@ typedef struct sl_native_plugin_s {
      * plugins do when they buffer every chunk). Either makes the proxy
      * buffer the upstream response (up to response_buffer_size) on the
      * routes where an instance wants it: */
-    void (*response)(sl_pdk_t *pdk, void *conf);
+    int (*response)(sl_pdk_t *pdk, void *conf);
     void (*body_filter)(sl_pdk_t *pdk, void *conf);
     /* Optional: whether an instance needs response/body_filter (NULL: it
      * does whenever the plugin has either handler). */
     bool (*wants_response_body)(const void *conf);
-    void (*log)(sl_pdk_t *pdk, void *conf);
+    int (*log)(sl_pdk_t *pdk, void *conf);
     /* Optional: called on each worker thread once its event loop has ended
      * (the loop's event_base is still valid): close the worker's
      * connections, flush its queues. */
@@ -90,6 +100,11 @@ typedef struct sl_native_plugin_s {
 
 /* The native implementation of a plugin, or NULL (plugins/registry.c). */
 const sl_native_plugin_t *sl_native_plugin(const char *name);
+/* The implementation of a plugin: native, or the bridge's for an external
+ * plugin this data plane can run; NULL when it has none. */
+const sl_native_plugin_t *sl_plugin_impl(const sl_plugin_info_t *info);
+/* The bridge's implementation of every external plugin (external.c). */
+extern const sl_native_plugin_t sl_external_plugin;
 size_t sl_native_plugin_count(void);
 /* Calls every implementation's worker_exit (on the worker's thread). */
 void sl_native_plugins_worker_exit(void);

@@ -48,6 +48,8 @@ struct sl_conn_s {
     bool body_timeout;   /* the read timeout is armed (a body is streaming in) */
     bool draining;       /* close after the current response */
     sl_upconn_t *tunnel; /* owned in C_TUNNEL */
+    unsigned nlogging;   /* its requests whose log handlers still wait */
+    bool closed;         /* closed, kept allocated for those requests */
 };
 
 struct sl_upconn_s {
@@ -125,6 +127,7 @@ struct sl_req_s {
     const sl_h1_header_t *resp_headers; /* in header_filter: the upstream's fields */
     size_t nresp_headers;
     int exit_status; /* a plugin's response (kong.response.exit); 0: none */
+    bool detached;   /* in log, off its connection (conn.nlogging) */
     const char *exit_body;
     size_t exit_body_len;
     const char *source;    /* "service", "exit" or "error" */

@@ -833,7 +833,11 @@ static void conn_close(sl_conn_t *c)
     LIST_REMOVE(c, link);
     event_free(c->timer);
     bufferevent_free(c->bev);
-    free(c);
+    c->bev = NULL;
+    c->timer = NULL;
+    c->closed = true;
+    if (!c->nlogging)
+        free(c);
     atomic_fetch_sub_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
     if (w->draining && LIST_EMPTY(&w->conns))
         event_base_loopexit(w->base, NULL);
@@ -885,6 +889,8 @@ static int chunked_scan(sl_h1_chunked_t *st, struct evbuffer *buf, size_t *n, bo
                         sl_h1_data_cb cb, void *ud, sl_h1_error_t *err);
 
 /* Routes a parsed request, runs its access plugins and starts proxying it. */
+static void route_request(sl_req_t *r);
+
 static void process_request(sl_req_t *r)
 {
     sl_conn_t *c = r->c;
@@ -918,6 +924,23 @@ static void process_request(sl_req_t *r)
         return;
     }
 
+    /* Global plugins' rewrite handlers run before the router (Kong). */
+    const struct sl_chain_s *global = sl_engine_global_chain(r->gen);
+    if (global && (sl_engine_chain_phases(global) & SL_PHASE_REWRITE)) {
+        sl_engine_run_init(&r->run, global, &r->arena);
+        sl_engine_collect_global(PDK(r), &r->run, SL_PROTO_HTTP);
+        r->phase = SL_PHASE_REWRITE;
+        if (sl_engine_rewrite(PDK(r), &r->run) == SL_PLUGIN_SUSPEND)
+            return; /* sl_pdk_resume carries on */
+        r->phase = 0;
+    }
+    route_request(r);
+}
+
+/* Matches a route and runs its access plugins, after rewrite. */
+static void route_request(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
     sl_router_req_t rq = {
         .method = r->h.method,
         .path = {r->npath, r->npath_len},
@@ -1069,6 +1092,9 @@ static void after_access(sl_req_t *r, int rc)
     send_json(r->c, r, 500, "An unexpected error occurred", NULL, true);
 }
 
+static void after_response(sl_req_t *r);
+static void after_log(sl_req_t *r);
+
 void sl_pdk_resume(sl_pdk_t *p, int rc)
 {
     sl_req_t *r = (sl_req_t *)p;
@@ -1079,7 +1105,37 @@ void sl_pdk_resume(sl_pdk_t *p, int rc)
     r->suspended = false;
     r->abort_cb = NULL;
     r->abort_arg = NULL;
-    after_access(r, sl_engine_access_resumed(p, &r->run, SL_PROTO_HTTP, rc));
+    switch (r->run.phase) {
+    case SL_PHASE_REWRITE:
+        if (rc == SL_PLUGIN_EXIT) {
+            r->run.exited = true;
+            send_exit(r);
+        } else if (sl_engine_resumed(p, &r->run, rc) == SL_PLUGIN_CONTINUE) {
+            r->phase = 0;
+            route_request(r);
+        }
+        return;
+    case SL_PHASE_RESPONSE:
+        if (rc == SL_PLUGIN_EXIT && r->exit_status) {
+            /* kong.response.exit here answers with the upstream's response
+             * head under the exit's status, headers and body (Kong's
+             * buffered proxying keeps the upstream's headers): later
+             * response handlers are skipped, body filters still run. */
+            sl_pdk_response_set_status(p, r->exit_status);
+            sl_pdk_response_set_raw_body(p, r->exit_body ? r->exit_body : "", r->exit_body_len);
+            r->exit_status = 0;
+            r->run.pos = r->run.nran;
+        }
+        if (sl_engine_resumed(p, &r->run, rc) == SL_PLUGIN_CONTINUE)
+            after_response(r);
+        return;
+    case SL_PHASE_LOG:
+        if (sl_engine_resumed(p, &r->run, rc) == SL_PLUGIN_CONTINUE)
+            after_log(r);
+        return;
+    default:
+        after_access(r, sl_engine_access_resumed(p, &r->run, SL_PROTO_HTTP, rc));
+    }
 }
 
 /* Sends a routed request upstream once its plugins let it through. */
@@ -1387,12 +1443,22 @@ static void conn_resume(sl_conn_t *c)
 /* ----------------------------------------------------- request completion */
 
 static void upconn_release(sl_upconn_t *u);
+static void upstream_settle(sl_req_t *r);
 
 /* Called when the upstream response is complete (or a generated response
  * was written) and, for proxied requests, the upstream side is settled. */
-static void finish_request(sl_req_t *r)
+/* A detached request's log handlers are done. */
+static void after_log(sl_req_t *r)
 {
     sl_conn_t *c = r->c;
+    req_free(r);
+    if (--c->nlogging == 0 && c->closed)
+        free(c);
+}
+
+/* Gives the upstream connection back to the pool, or closes it. */
+static void upstream_settle(sl_req_t *r)
+{
     if (r->up) {
         sl_upconn_t *u = r->up;
         r->up = NULL;
@@ -1402,15 +1468,28 @@ static void finish_request(sl_req_t *r)
         else
             upconn_close(u);
     }
+}
+
+static void finish_request(sl_req_t *r)
+{
+    sl_conn_t *c = r->c;
+    upstream_settle(r);
     if (!r->body_done)
         r->client_close = true;
     log_request(r);
     r->phase = SL_PHASE_LOG;
-    if (r->run.nran && (sl_engine_chain_phases(r->run.chain) & SL_PHASE_LOG))
-        sl_engine_log(PDK(r), &r->run);
     bool close = r->client_close || c->draining;
     c->req = NULL;
-    req_free(r);
+    if (r->run.nran && (sl_engine_chain_phases(r->run.chain) & SL_PHASE_LOG) &&
+        sl_engine_log(PDK(r), &r->run) == SL_PLUGIN_SUSPEND) {
+        /* A log handler waits: the request lives on, off the connection,
+         * which goes on with the client (the connection itself stays
+         * allocated until the request is done: the PDK reads it). */
+        r->detached = true;
+        c->nlogging++;
+    } else {
+        req_free(r);
+    }
 
     if (close) {
         c->state = C_CLOSING;
@@ -1959,11 +2038,21 @@ static void hold_response(sl_req_t *r, const sl_h1_response_t *res)
 static void release_response(sl_req_t *r)
 {
     r->resp_hold = false;
+    /* The upstream has said everything: let its connection go before the
+     * handlers (which may wait) run. */
+    upstream_settle(r);
     r->status = r->held_status;
     r->resp_headers = r->held_headers;
     r->nresp_headers = r->nheld_headers;
     r->phase = SL_PHASE_RESPONSE;
-    sl_engine_response(PDK(r), &r->run);
+    if (sl_engine_response(PDK(r), &r->run) == SL_PLUGIN_SUSPEND)
+        return; /* sl_pdk_resume carries on */
+    after_response(r);
+}
+
+/* Writes the response the response handlers left, and ends the request. */
+static void after_response(sl_req_t *r)
+{
     r->resp_headers = NULL;
     r->nresp_headers = 0;
 
@@ -2011,6 +2100,7 @@ static void release_response(sl_req_t *r)
         r->bytes_out += len;
     }
     flush_out(r->c->bev);
+    finish_request(r);
 }
 
 static void on_dechunk_data(void *ud, const char *p, size_t n)
@@ -2070,7 +2160,6 @@ static int pump_response_body(sl_req_t *r)
         }
         if (!done)
             return SL_OK;
-        release_response(r);
     } else {
         r->bytes_out += evbuffer_get_length(out) - before;
         flush_out(r->c->bev);
@@ -2083,7 +2172,10 @@ static int pump_response_body(sl_req_t *r)
             r->up_keepalive = false;
             r->client_close = true;
         }
-        finish_request(r);
+        if (r->resp_hold)
+            release_response(r); /* finishes the request, maybe later */
+        else
+            finish_request(r);
         return SL_DONE;
     }
     if (evbuffer_get_length(out) >= SL_BUF_HIGH)
@@ -2250,7 +2342,8 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
             r->up_keepalive = false;
             if (r->resp_hold)
                 release_response(r);
-            finish_request(r);
+            else
+                finish_request(r);
             return;
         }
         SL_WARN("worker %d: upstream %s closed the connection mid-response", u->w->id,

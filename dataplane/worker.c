@@ -6,6 +6,7 @@
  */
 #include "worker.h"
 #include "plugin.h"
+#include "bridge.h"
 #include "log.h"
 #include "util.h"
 
@@ -126,6 +127,7 @@ static void *worker_main(void *arg)
     SL_DEBUG("worker %d: started", w->id);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     sl_native_plugins_worker_exit();
+    sl_bridge_worker_exit(); /* ends the external plugins' events, then their connections */
     SL_DEBUG("worker %d: stopped", w->id);
     atomic_fetch_add(w->done, 1);
     return NULL;

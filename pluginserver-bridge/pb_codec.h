@@ -306,6 +306,10 @@ typedef enum sl_pb_method_id_e {
 #define SL_PB_M_TERMINAL 0x1u
 /* Kong serves it in the log phase from a snapshot taken at log time (2.8). */
 #define SL_PB_M_LOG_SNAPSHOT 0x2u
+/* Changes the request, its response or its context (a header set, a
+ * consumer authenticated, ...): an event that made such a call cannot be
+ * re-run from the start without repeating it. */
+#define SL_PB_M_WRITES 0x4u
 
 typedef struct sl_pb_method_s {
     const char *name; /* the wire name: "kong.request.get_header" */

@@ -356,7 +356,7 @@ static void *configure(const json_t *config, const char *instance_id, char *err,
 /* ------------------------------------------------------------------------ */
 /* Log                                                                       */
 
-static void on_log(sl_pdk_t *p, void *conf)
+static int on_log(sl_pdk_t *p, void *conf)
 {
     const struct file_log *c = conf;
     json_t *msg = sl_pdk_log_serialize(p);
@@ -364,14 +364,14 @@ static void on_log(sl_pdk_t *p, void *conf)
     json_decref(msg);
     if (!text) {
         sl_pdk_log(p, SL_LOG_ERROR, "could not serialize the log entry");
-        return;
+        return SL_PLUGIN_CONTINUE;
     }
     size_t n = strlen(text), plen = strlen(c->path);
     struct line *l = malloc(sizeof(*l) + n + 1 + plen + 1);
     if (!l) {
         free(text);
         atomic_fetch_add(&dropped, 1);
-        return;
+        return SL_PLUGIN_CONTINUE;
     }
     memcpy(l->data, text, n);
     l->data[n] = '\n';
@@ -381,6 +381,7 @@ static void on_log(sl_pdk_t *p, void *conf)
     l->reopen = c->reopen;
     free(text);
     enqueue(l);
+    return SL_PLUGIN_CONTINUE;
 }
 
 const sl_native_plugin_t sl_plugin_file_log = {

@@ -1321,12 +1321,12 @@ static struct hl_worker *worker_of(sl_pdk_t *p)
     return self;
 }
 
-static void on_log(sl_pdk_t *p, void *conf)
+static int on_log(sl_pdk_t *p, void *conf)
 {
     struct target *t = conf;
     struct hl_worker *w = worker_of(p);
     if (w->exiting)
-        return;
+        return SL_PLUGIN_CONTINUE;
     json_t *msg = sl_pdk_log_serialize(p);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     json_decref(msg);
@@ -1334,7 +1334,7 @@ static void on_log(sl_pdk_t *p, void *conf)
         sl_pdk_log(p, SL_LOG_ERROR,
                    "Failed to enqueue log entry to log server: cannot "
                    "serialize the entry");
-        return;
+        return SL_PLUGIN_CONTINUE;
     }
     size_t n = strlen(text);
     if (t->concurrency == -1) {
@@ -1344,7 +1344,7 @@ static void on_log(sl_pdk_t *p, void *conf)
                        "Failed to enqueue log entry to log server: %d sends already in flight",
                        MAX_UNQUEUED_SENDS);
             free(text);
-            return;
+            return SL_PLUGIN_CONTINUE;
         }
         char *payload = text;
         if (t->max_batch > 1) {
@@ -1357,17 +1357,18 @@ static void on_log(sl_pdk_t *p, void *conf)
         w->unqueued = s;
         w->nunqueued++;
         send_attempt(s);
-        return;
+        return SL_PLUGIN_CONTINUE;
     }
     struct entry *e = malloc(sizeof(*e) + n);
     if (!e) {
         free(text);
-        return;
+        return SL_PLUGIN_CONTINUE;
     }
     memcpy(e->data, text, n);
     e->len = n;
     free(text);
     queue_push(queue_for(w, t), e);
+    return SL_PLUGIN_CONTINUE;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -234,14 +234,14 @@ static int64_t int_at(const json_t *o, const char *a, const char *b, int64_t def
     return json_is_integer(v) ? json_integer_value(v) : def;
 }
 
-static void on_log(sl_pdk_t *p, void *conf)
+static int on_log(sl_pdk_t *p, void *conf)
 {
     const struct prometheus *c = conf;
     const sl_service_t *svc = sl_pdk_router_get_service(p);
     if (!svc)
-        return; /* Kong records nothing for a request without a service */
+        return SL_PLUGIN_CONTINUE; /* Kong records nothing for a request without a service */
     if (!c->status_code_metrics && !c->latency_metrics && !c->bandwidth_metrics)
-        return;
+        return SL_PLUGIN_CONTINUE;
     const sl_route_t *route = sl_pdk_router_get_route(p);
     const char *service_name = svc->name ? svc->name : svc->host;
     const char *route_name = route ? (route->name ? route->name : route->id) : "";
@@ -302,6 +302,7 @@ static void on_log(sl_pdk_t *p, void *conf)
         json_decref(msg);
     }
     sl_sb_dispose(&k);
+    return SL_PLUGIN_CONTINUE;
 }
 
 /* ------------------------------------------------------------------------ */

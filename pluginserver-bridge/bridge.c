@@ -1,0 +1,1237 @@
+/*
+ * bridge.c: plugin servers from configuration to events (see bridge.h).
+ *
+ * Servers are configured once on the main thread and read-only afterwards,
+ * but for their epoch: a counter that the supervisor bumps when a server
+ * restarts and a worker bumps when it finds the server's instances gone.
+ * Each worker compares the epoch its cached instances were started in, so
+ * that one worker's discovery makes every worker start its instances again
+ * (Kong broadcasts a worker event for the same purpose).
+ *
+ * An event's life on a worker:
+ *
+ *   instance?  ready in the worker's cache (same __seq__, same epoch): run
+ *              it; being started by another event: wait for that start;
+ *              else start it (start_instance on a connection of the pool)
+ *   run        cmd_handle_event, then the PDK calls of the handler, each
+ *              answered through ops->call, until the end marker and the
+ *              RpcReturn (the connection goes back to the pool) or
+ *              kong.response.exit (the connection is closed)
+ *   failure    a connection that broke before the event changed anything
+ *              is retried once on a fresh instance; anything else ends the
+ *              event with the server's fail_open policy
+ *
+ * A connection carries one call at a time. Its read event stays armed while
+ * it idles in the pool, so that a server that closed it is noticed then and
+ * not when the next event wants it.
+ */
+#include "bridge.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT_MS 60000
+#define DEFAULT_MAX_FRAME SL_PB_FRAME_MAX_DEFAULT
+/* How long an event waits for a restarting server to accept again. */
+#define RECONNECT_WINDOW_MS 1000
+#define RECONNECT_STEP_MS 20
+/* Idle connections a worker keeps per server. */
+#define POOL_IDLE_MAX 64
+#define READ_CHUNK 16384
+#define RESTART_INTERVAL_MS 1000
+#define STOP_GRACE_MS 2000
+
+struct sl_bridge_server_s {
+    char *name;
+    char *socket;
+    char *start_cmd; /* NULL: managed externally */
+    bool protobuf;   /* ProtoBuf:1; MsgPack:1 servers are known but not run */
+    uint64_t timeout_ms;
+    bool fail_open;
+    size_t max_frame;
+    size_t index;
+    _Atomic unsigned epoch;
+
+    /* Supervisor state (main thread). */
+    pid_t pid;
+    int out_fd;
+    struct event *out_ev, *restart_ev;
+    char line[2048];
+    size_t line_len;
+    uint64_t started_ms;
+    bool given_up;
+};
+
+typedef struct sl_bridge_server_s server_t;
+
+static server_t **servers;
+static size_t nservers;
+
+static server_t *server_named(const char *name)
+{
+    for (size_t i = 0; i < nservers; i++)
+        if (!strcmp(servers[i]->name, name))
+            return servers[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                             */
+
+static char *server_setting(const sl_conf_t *conf, const char *server, const char *what)
+{
+    char key[256];
+    sl_pluginserver_key(server, what, key, sizeof(key));
+    const char *v = sl_conf_get(conf, key);
+    return v ? sl_xstrdup(v) : NULL;
+}
+
+static void read_server(server_t *s, const sl_conf_t *conf, const char *prefix, sl_errors_t *errs)
+{
+    char key[256];
+    s->socket = server_setting(conf, s->name, "socket");
+    if (!s->socket)
+        s->socket = sl_xasprintf("%s/%s.socket", prefix, s->name);
+    if (strlen(s->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        sl_pluginserver_key(s->name, "socket", key, sizeof(key));
+        sl_errors_add(errs, "%s: '%s' is longer than a Unix socket path can be (107 bytes)", key,
+                      s->socket);
+    }
+    s->start_cmd = server_setting(conf, s->name, "start_cmd");
+    if (!s->start_cmd) {
+        char *dflt = sl_xasprintf("/usr/local/bin/%s", s->name);
+        if (access(dflt, X_OK) == 0)
+            s->start_cmd = dflt;
+        else
+            free(dflt);
+    } else if (!*s->start_cmd) {
+        free(s->start_cmd);
+        s->start_cmd = NULL;
+    }
+    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    sl_pluginserver_key(s->name, "timeout", key, sizeof(key));
+    if (sl_conf_get(conf, key)) {
+        sl_conf_get_ms(conf, key, &s->timeout_ms, errs);
+        if (s->timeout_ms == 0)
+            sl_errors_add(errs, "%s: must be more than 0 (a duration such as 500ms or 60s)", key);
+    }
+    sl_pluginserver_key(s->name, "fail_open", key, sizeof(key));
+    s->fail_open = false;
+    sl_conf_get_bool(conf, key, &s->fail_open, errs);
+    uint64_t max = DEFAULT_MAX_FRAME;
+    sl_pluginserver_key(s->name, "max_frame", key, sizeof(key));
+    if (sl_conf_get(conf, key)) {
+        sl_conf_get_size(conf, key, &max, errs);
+        if (max < 1024 || max > (1u << 30))
+            sl_errors_add(errs, "%s: must be between 1k and 1g, got '%s'", key,
+                          sl_conf_get(conf, key));
+    }
+    s->max_frame = (size_t)max;
+}
+
+int sl_bridge_configure(const sl_conf_t *conf, const char *prefix, sl_errors_t *errs)
+{
+    size_t before = errs->n;
+    char **names;
+    size_t n = sl_pluginserver_names(conf, &names);
+    for (size_t i = 0; i < n; i++) {
+        if (server_named(names[i])) {
+            sl_errors_add(errs, "pluginserver_names: '%s' is listed twice", names[i]);
+            continue;
+        }
+        const char *protocol = NULL;
+        if (sl_pluginserver_query(conf, names[i], &protocol, errs) != SL_OK)
+            continue;
+        server_t *s = sl_xcalloc(1, sizeof(*s));
+        s->name = sl_xstrdup(names[i]);
+        s->protobuf = protocol && !strcmp(protocol, "ProtoBuf:1");
+        s->pid = -1;
+        s->out_fd = -1;
+        read_server(s, conf, prefix, errs);
+        s->index = nservers;
+        servers = sl_xrealloc(servers, (nservers + 1) * sizeof(*servers));
+        servers[nservers++] = s;
+        if (!s->protobuf)
+            sl_errors_add(errs,
+                          "pluginserver %s: speaks MsgPack:1 (Kong's Python and JS plugin "
+                          "servers), which this data plane does not run yet; remove it from "
+                          "pluginserver_names",
+                          s->name);
+    }
+    sl_conf_split_free(names, n);
+    return errs->n > before ? SL_ERR_INVALID : SL_OK;
+}
+
+bool sl_bridge_runs(const sl_plugin_info_t *p)
+{
+    const server_t *s = p->server ? server_named(p->server) : NULL;
+    return s && s->protobuf;
+}
+
+void sl_bridge_reset(void)
+{
+    for (size_t i = 0; i < nservers; i++) {
+        server_t *s = servers[i];
+        free(s->name);
+        free(s->socket);
+        free(s->start_cmd);
+        free(s);
+    }
+    free(servers);
+    servers = NULL;
+    nservers = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Supervisor                                                                */
+
+static struct event_base *main_base;
+static struct event *sigchld_ev;
+static bool stopping;
+
+static void log_line(server_t *s, const char *p, size_t n)
+{
+    while (n && (p[n - 1] == '\r' || p[n - 1] == '\n'))
+        n--;
+    SL_NOTICE("[%s:%d] %.*s", s->name, (int)s->pid, (int)n, p);
+}
+
+static void on_output(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (s->line_len)
+            log_line(s, s->line, s->line_len);
+        s->line_len = 0;
+        event_free(s->out_ev);
+        s->out_ev = NULL;
+        close(s->out_fd);
+        s->out_fd = -1;
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        char c = buf[i];
+        if (c == '\n' || s->line_len == sizeof(s->line)) {
+            log_line(s, s->line, s->line_len);
+            s->line_len = 0;
+            if (c == '\n')
+                continue;
+        }
+        s->line[s->line_len++] = c;
+    }
+}
+
+/* Forks /bin/sh -c "exec <start_cmd>" with its output on a pipe. */
+static int spawn(server_t *s)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0)
+        return -1;
+    /* The socket of the previous process would refuse connections until
+     * the new one replaces it. */
+    char *cmd = sl_xasprintf("exec %s", s->start_cmd);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pfd[0]);
+        close(pfd[1]);
+        free(cmd);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls here: other threads may hold locks. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            sigaction(sig, &sa, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        setpgid(0, 0);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    free(cmd);
+    close(pfd[1]);
+    fcntl(pfd[0], F_SETFL, fcntl(pfd[0], F_GETFL) | O_NONBLOCK);
+    s->pid = pid;
+    s->out_fd = pfd[0];
+    s->line_len = 0;
+    s->started_ms = sl_now_ms();
+    s->out_ev = event_new(main_base, pfd[0], EV_READ | EV_PERSIST, on_output, s);
+    event_add(s->out_ev, NULL);
+    SL_NOTICE("pluginserver %s: started (pid %d): %s", s->name, (int)pid, s->start_cmd);
+    return 0;
+}
+
+static void on_restart(evutil_socket_t fd, short what, void *arg)
+{
+    server_t *s = arg;
+    if (stopping || s->pid > 0)
+        return;
+    if (spawn(s) != 0) {
+        SL_ERROR("pluginserver %s: cannot start: %s; trying again in a second", s->name,
+                 strerror(errno));
+        struct timeval tv = {1, 0};
+        evtimer_add(s->restart_ev, &tv);
+    }
+}
+
+static void reaped(server_t *s, int status)
+{
+    /* Whatever instances the server held are gone with it. */
+    atomic_fetch_add(&s->epoch, 1);
+    pid_t pid = s->pid;
+    s->pid = -1;
+    if (stopping)
+        return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+        SL_ERROR("pluginserver %s (pid %d) exited with status 127 (command not found): not "
+                 "restarting it; check pluginserver_%s_start_cmd",
+                 s->name, (int)pid, s->name);
+        s->given_up = true;
+        return;
+    }
+    char why[64];
+    if (WIFSIGNALED(status))
+        snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(why, sizeof(why), "exited with status %d", WEXITSTATUS(status));
+    uint64_t since = sl_now_ms() - s->started_ms;
+    uint64_t delay = since >= RESTART_INTERVAL_MS ? 0 : RESTART_INTERVAL_MS - since;
+    SL_ERROR("pluginserver %s (pid %d) %s: restarting it%s", s->name, (int)pid, why,
+             delay ? " in under a second" : "");
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    evtimer_add(s->restart_ev, &tv);
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+    for (size_t i = 0; i < nservers; i++) {
+        server_t *s = servers[i];
+        int status;
+        if (s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == s->pid)
+            reaped(s, status);
+    }
+}
+
+static bool socket_accepts(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+int sl_bridge_start(struct event_base *base, unsigned wait_ms, sl_errors_t *errs)
+{
+    main_base = base;
+    stopping = false;
+    bool any = false;
+    for (size_t i = 0; i < nservers; i++)
+        any = any || servers[i]->start_cmd;
+    if (!any)
+        return SL_OK;
+    sigchld_ev = evsignal_new(base, SIGCHLD, on_sigchld, NULL);
+    event_add(sigchld_ev, NULL);
+    for (size_t i = 0; i < nservers; i++) {
+        server_t *s = servers[i];
+        if (!s->start_cmd)
+            continue;
+        s->restart_ev = evtimer_new(base, on_restart, s);
+        if (spawn(s) != 0) {
+            sl_errors_add(errs, "pluginserver %s: cannot start '%s': %s", s->name, s->start_cmd,
+                          strerror(errno));
+            return SL_ERR_IO;
+        }
+    }
+    /* Give the servers a moment to listen, so that the first requests
+     * find them; one that is slow only costs those requests. */
+    uint64_t deadline = sl_now_ms() + wait_ms;
+    for (size_t i = 0; i < nservers; i++) {
+        server_t *s = servers[i];
+        if (!s->start_cmd)
+            continue;
+        while (!socket_accepts(s->socket) && sl_now_ms() < deadline) {
+            int status;
+            if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+                reaped(s, status);
+                break;
+            }
+            usleep(10000);
+        }
+        if (s->pid > 0 && !socket_accepts(s->socket))
+            SL_WARN("pluginserver %s: nothing accepts connections on %s yet; requests for its "
+                    "plugins fail until it does (is pluginserver_%s_socket where the server "
+                    "listens?)",
+                    s->name, s->socket, s->name);
+    }
+    return SL_OK;
+}
+
+void sl_bridge_stop(void)
+{
+    stopping = true;
+    for (size_t i = 0; i < nservers; i++)
+        if (servers[i]->pid > 0)
+            kill(servers[i]->pid, SIGTERM);
+    uint64_t deadline = sl_now_ms() + STOP_GRACE_MS;
+    for (;;) {
+        bool left = false;
+        for (size_t i = 0; i < nservers; i++) {
+            server_t *s = servers[i];
+            int status;
+            if (s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == s->pid)
+                s->pid = -1;
+            left = left || s->pid > 0;
+        }
+        if (!left)
+            break;
+        if (sl_now_ms() >= deadline) {
+            for (size_t i = 0; i < nservers; i++) {
+                server_t *s = servers[i];
+                if (s->pid <= 0)
+                    continue;
+                SL_WARN("pluginserver %s (pid %d) did not stop on SIGTERM: killing it", s->name,
+                        (int)s->pid);
+                kill(-s->pid, SIGKILL);
+                kill(s->pid, SIGKILL);
+                waitpid(s->pid, NULL, 0);
+                s->pid = -1;
+            }
+            break;
+        }
+        usleep(10000);
+    }
+    for (size_t i = 0; i < nservers; i++) {
+        server_t *s = servers[i];
+        if (s->out_ev) {
+            on_output(s->out_fd, EV_READ, s); /* what is left of its output */
+            if (s->out_ev)
+                event_free(s->out_ev);
+            s->out_ev = NULL;
+        }
+        if (s->out_fd >= 0)
+            close(s->out_fd);
+        s->out_fd = -1;
+        if (s->restart_ev)
+            event_free(s->restart_ev);
+        s->restart_ev = NULL;
+    }
+    if (sigchld_ev)
+        event_free(sigchld_ev);
+    sigchld_ev = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Instances                                                                 */
+
+struct sl_bridge_inst_s {
+    server_t *server;
+    char *plugin_id;
+    int32_t seq;
+    char *config; /* start_instance's JSON */
+    size_t config_len;
+    char name[]; /* the plugin's */
+};
+
+/* __seq__ by plugin id, kept while the instance's identity (config and
+ * scope) stays the same. Generations are built on one thread at a time,
+ * but not always the same one. */
+static pthread_mutex_t seq_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *seq_by_id; /* id -> [identity text, seq] */
+static int32_t seq_next;
+
+static int32_t seq_for(const char *id, const char *identity)
+{
+    pthread_mutex_lock(&seq_lock);
+    if (!seq_by_id) {
+        seq_by_id = json_object();
+        /* Not 1: another data plane sharing a server (or this one before
+         * a restart) must not hand it the same ids for other configs. */
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+            r = (uint32_t)sl_now_us();
+        seq_next = (int32_t)(r % (1u << 30)) + 1;
+    }
+    json_t *e = json_object_get(seq_by_id, id);
+    int32_t seq;
+    if (e && !strcmp(json_string_value(json_array_get(e, 0)), identity)) {
+        seq = (int32_t)json_integer_value(json_array_get(e, 1));
+    } else {
+        seq = seq_next;
+        seq_next = seq_next == INT32_MAX ? 1 : seq_next + 1;
+        json_object_set_new(seq_by_id, id, json_pack("[s,I]", identity, (json_int_t)seq));
+    }
+    pthread_mutex_unlock(&seq_lock);
+    return seq;
+}
+
+static const char *fk_id(const json_t *entity, const char *field)
+{
+    return json_string_value(json_object_get(json_object_get(entity, field), "id"));
+}
+
+sl_bridge_inst_t *sl_bridge_inst_new(const sl_plugin_info_t *info, const json_t *entity, char *err,
+                                     size_t errlen)
+{
+    server_t *s = info->server ? server_named(info->server) : NULL;
+    const char *id = json_string_value(json_object_get(entity, "id"));
+    const json_t *config = json_object_get(entity, "config");
+    if (!s || !id || !json_is_object(config)) {
+        snprintf(err, errlen, "%s",
+                 !s    ? "no plugin server provides this plugin"
+                 : !id ? "the plugin has no id"
+                       : "config must be an object");
+        return NULL;
+    }
+    sl_pb_instance_conf_t c = {
+        .config = config,
+        .plugin_id = id,
+        .ws_id = json_string_value(json_object_get(entity, "ws_id")),
+        .route_id = fk_id(entity, "route"),
+        .service_id = fk_id(entity, "service"),
+        .consumer_id = fk_id(entity, "consumer"),
+        .instance_name = json_string_value(json_object_get(entity, "instance_name")),
+    };
+    /* The identity: everything start_instance sends but __seq__. */
+    json_t *ident =
+        json_pack("{s:O,s:s?,s:s?,s:s?,s:s?}", "config", config, "route", c.route_id, "service",
+                  c.service_id, "consumer", c.consumer_id, "name", c.instance_name);
+    char *itext = json_dumps(ident, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(ident);
+    c.seq = seq_for(id, itext ? itext : "");
+    free(itext);
+    char *text;
+    size_t len;
+    sl_pb_err_t perr;
+    if (sl_pb_config_json(&c, &text, &len, &perr) != SL_OK) {
+        snprintf(err, errlen, "%s", perr.msg);
+        return NULL;
+    }
+    size_t nl = strlen(info->name);
+    sl_bridge_inst_t *x = sl_xcalloc(1, sizeof(*x) + nl + 1);
+    memcpy(x->name, info->name, nl + 1);
+    x->server = s;
+    x->plugin_id = sl_xstrdup(id);
+    x->seq = (int32_t)c.seq;
+    x->config = text;
+    x->config_len = len;
+    return x;
+}
+
+void sl_bridge_inst_free(sl_bridge_inst_t *x)
+{
+    if (!x)
+        return;
+    free(x->plugin_id);
+    free(x->config);
+    free(x);
+}
+
+int32_t sl_bridge_inst_seq(const sl_bridge_inst_t *x)
+{
+    return x->seq;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workers: connections, the instance cache, events                          */
+
+typedef struct pconn_s pconn_t;
+typedef struct slot_s slot_t;
+typedef struct sl_bridge_event_s event_t;
+
+/* What a connection waits for from the server. */
+enum { PC_IDLE, PC_START, PC_EVENT };
+
+struct pconn_s {
+    pconn_t *next; /* in the pool's idle list */
+    struct wstate *ws;
+    server_t *server;
+    int fd;
+    struct event *rev, *wev, *timer;
+    int state;
+    event_t *ev;         /* the event the call belongs to */
+    int64_t seq_counter; /* sequences of this connection's calls */
+    int64_t call_seq;    /* of the call in flight */
+    uint8_t *in;         /* bytes read, not yet used */
+    size_t in_len, in_cap;
+    sl_sb_t out; /* bytes to write */
+    size_t out_off;
+    char out_store[512];
+};
+
+/* A worker's cached instance of one plugin entity. */
+struct slot_s {
+    slot_t *next;      /* hash chain */
+    int32_t seq;       /* of the config it runs */
+    int32_t remote_id; /* the server's instance id */
+    unsigned epoch;    /* the server's epoch when started */
+    bool ready, starting;
+    event_t *waiters; /* events waiting for the start */
+    char id[];        /* the plugin entity's id */
+};
+
+#define SLOT_BUCKETS 256
+
+struct wstate {
+    struct event_base *base;
+    pconn_t **idle; /* per server */
+    size_t *nidle;
+    slot_t *slots[SLOT_BUCKETS];
+    event_t *events; /* in flight, for worker_exit */
+};
+
+/* Event states. */
+enum { EV_NEW, EV_WAITING, EV_CONNECTING, EV_STARTING, EV_RUNNING, EV_FINISHED };
+
+struct sl_bridge_event_s {
+    event_t *prev, *next; /* in ws->events */
+    event_t *next_waiter;
+    struct wstate *ws;
+    const sl_bridge_inst_t *inst;
+    const char *phase;
+    const sl_bridge_ops_t *ops;
+    void *req;
+    pconn_t *conn;
+    int state;
+    sl_pb_event_t pe;
+    bool wrote;   /* a call that changes the request was answered */
+    bool retried; /* the event was re-run once already */
+    bool starter; /* this event is starting its instance */
+    int result;   /* SL_BRIDGE_*, once finished */
+    uint64_t connect_deadline;
+    struct event *timer; /* connect retries and the deferred done */
+    char why[256];       /* the failure, for the log */
+};
+
+static _Thread_local struct wstate *tls;
+
+static struct wstate *wstate_for(struct event_base *base)
+{
+    if (!tls) {
+        tls = sl_xcalloc(1, sizeof(*tls));
+        tls->base = base;
+        tls->idle = sl_xcalloc(nservers ? nservers : 1, sizeof(*tls->idle));
+        tls->nidle = sl_xcalloc(nservers ? nservers : 1, sizeof(*tls->nidle));
+    }
+    return tls;
+}
+
+static uint32_t hash_id(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static slot_t *slot_of(struct wstate *ws, const char *id)
+{
+    slot_t **head = &ws->slots[hash_id(id) % SLOT_BUCKETS];
+    for (slot_t *s = *head; s; s = s->next)
+        if (!strcmp(s->id, id))
+            return s;
+    size_t n = strlen(id);
+    slot_t *s = sl_xcalloc(1, sizeof(*s) + n + 1);
+    memcpy(s->id, id, n + 1);
+    s->next = *head;
+    *head = s;
+    return s;
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_io(evutil_socket_t fd, short what, void *arg);
+static void conn_timeout(evutil_socket_t fd, short what, void *arg);
+static void event_failed(event_t *ev, bool broken, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void conn_free(pconn_t *c)
+{
+    event_free(c->rev);
+    event_free(c->wev);
+    event_free(c->timer);
+    close(c->fd);
+    free(c->in);
+    sl_sb_dispose(&c->out);
+    free(c);
+}
+
+/* Takes an idle connection out of its pool. */
+static void pool_remove(pconn_t *c)
+{
+    struct wstate *ws = c->ws;
+    size_t i = c->server->index;
+    for (pconn_t **pp = &ws->idle[i]; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            ws->nidle[i]--;
+            return;
+        }
+    }
+}
+
+static void pool_put(pconn_t *c)
+{
+    struct wstate *ws = c->ws;
+    size_t i = c->server->index;
+    c->ev = NULL;
+    c->state = PC_IDLE;
+    evtimer_del(c->timer);
+    if (ws->nidle[i] >= POOL_IDLE_MAX) {
+        conn_free(c);
+        return;
+    }
+    c->next = ws->idle[i];
+    ws->idle[i] = c;
+    ws->nidle[i]++;
+}
+
+/* Connects to the server's socket. Returns the connection, or NULL with
+ * errno (ECONNREFUSED, ENOENT, EAGAIN: the server is not listening yet). */
+static pconn_t *conn_open(struct wstate *ws, server_t *s)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->socket);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    pconn_t *c = sl_xcalloc(1, sizeof(*c));
+    c->ws = ws;
+    c->server = s;
+    c->fd = fd;
+    sl_sb_init(&c->out, c->out_store, sizeof(c->out_store));
+    c->rev = event_new(ws->base, fd, EV_READ | EV_PERSIST, conn_io, c);
+    c->wev = event_new(ws->base, fd, EV_WRITE, conn_io, c);
+    c->timer = evtimer_new(ws->base, conn_timeout, c);
+    event_add(c->rev, NULL);
+    return c;
+}
+
+static pconn_t *conn_take(struct wstate *ws, server_t *s)
+{
+    pconn_t *c = ws->idle[s->index];
+    if (c) {
+        ws->idle[s->index] = c->next;
+        ws->nidle[s->index]--;
+        c->next = NULL;
+        return c;
+    }
+    return conn_open(ws, s);
+}
+
+/* Writes what is pending; arms the write event for the rest. Returns false
+ * when the connection broke. */
+static bool conn_flush(pconn_t *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                event_add(c->wev, NULL);
+                return true;
+            }
+            return false;
+        }
+        c->out_off += (size_t)n;
+    }
+    c->out.len = 0;
+    c->out_off = 0;
+    return true;
+}
+
+/* Sends what was appended to c->out and waits for the server's answer. */
+static bool conn_send(pconn_t *c)
+{
+    struct timeval tv = ms_tv(c->server->timeout_ms);
+    evtimer_add(c->timer, &tv);
+    return conn_flush(c);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void event_next(event_t *ev);
+
+static void on_event_timer(evutil_socket_t fd, short what, void *arg)
+{
+    event_t *ev = arg;
+    if (ev->state == EV_FINISHED) {
+        if (ev->prev)
+            ev->prev->next = ev->next;
+        else
+            ev->ws->events = ev->next;
+        if (ev->next)
+            ev->next->prev = ev->prev;
+        event_free(ev->timer);
+        const sl_bridge_ops_t *ops = ev->ops;
+        void *req = ev->req;
+        int rc = ev->result;
+        free(ev);
+        ops->done(req, rc);
+        return;
+    }
+    event_next(ev); /* a connect retry */
+}
+
+/* Ends the event: its done() runs from the loop, never from the caller. */
+static void event_finish(event_t *ev, int result)
+{
+    ev->state = EV_FINISHED;
+    ev->result = result;
+    ev->conn = NULL;
+    event_active(ev->timer, EV_TIMEOUT, 0);
+}
+
+static void wake_waiters(slot_t *slot)
+{
+    event_t *w = slot->waiters;
+    slot->waiters = NULL;
+    while (w) {
+        event_t *next = w->next_waiter;
+        w->next_waiter = NULL;
+        w->state = EV_NEW;
+        event_active(w->timer, EV_TIMEOUT, 0);
+        w = next;
+    }
+}
+
+/* Forgets this worker's instances of a server whose instances are gone,
+ * and tells the other workers (through the epoch). */
+static void server_lost(server_t *s, unsigned seen)
+{
+    atomic_compare_exchange_strong(&s->epoch, &seen, seen + 1);
+}
+
+static void event_failed(event_t *ev, bool broken, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ev->why, sizeof(ev->why), fmt, ap);
+    va_end(ap);
+    server_t *s = ev->inst->server;
+    pconn_t *c = ev->conn;
+    if (c) {
+        c->ev = NULL;
+        conn_free(c);
+        ev->conn = NULL;
+    }
+    slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
+    if (ev->starter) {
+        slot->starting = false;
+        ev->starter = false;
+        wake_waiters(slot); /* they try for themselves */
+    }
+    /* A connection that broke says the server lost its instances (it was
+     * restarted, or go-pdk closed it for an unknown instance id): start the
+     * instance again and re-run the event, unless it already changed the
+     * request. */
+    if (broken && !ev->wrote && !ev->retried) {
+        ev->retried = true;
+        if (slot->ready)
+            server_lost(s, slot->epoch);
+        slot->ready = false;
+        SL_INFO("pluginserver %s: %s during %s of plugin %s: starting the instance again", s->name,
+                ev->why, ev->phase, ev->inst->name);
+        ev->state = EV_NEW;
+        ev->connect_deadline = 0;
+        event_active(ev->timer, EV_TIMEOUT, 0);
+        return;
+    }
+    SL_ERROR(
+        "pluginserver %s: plugin %s, phase %s: %s%s", s->name, ev->inst->name, ev->phase, ev->why,
+        s->fail_open ? " (fail_open: the plugin is skipped)" : " (the request fails with 500)");
+    event_finish(ev, s->fail_open ? SL_BRIDGE_SKIPPED : SL_BRIDGE_FAILED);
+}
+
+static void send_event(event_t *ev, slot_t *slot)
+{
+    pconn_t *c = ev->conn;
+    c->state = PC_EVENT;
+    ev->state = EV_RUNNING;
+    int64_t seq = sl_pb_seq_next(&c->seq_counter);
+    c->call_seq = seq;
+    sl_pb_event_start(&ev->pe, &c->out, seq, slot->remote_id, ev->phase);
+    if (!conn_send(c))
+        event_failed(ev, true, "the connection broke (%s)", strerror(errno));
+}
+
+static void send_start(event_t *ev)
+{
+    pconn_t *c = ev->conn;
+    c->state = PC_START;
+    ev->state = EV_STARTING;
+    int64_t seq = sl_pb_seq_next(&c->seq_counter);
+    c->call_seq = seq;
+    sl_pb_call_start_instance(&c->out, seq, ev->inst->name, ev->inst->config, ev->inst->config_len);
+    if (!conn_send(c))
+        event_failed(ev, true, "the connection broke (%s)", strerror(errno));
+}
+
+/* Moves the event on: instance, connection, call. */
+static void event_next(event_t *ev)
+{
+    server_t *s = ev->inst->server;
+    slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
+    unsigned epoch = atomic_load(&s->epoch);
+    bool ready = slot->ready && slot->seq == ev->inst->seq && slot->epoch == epoch;
+    if (!ready && slot->starting) {
+        ev->state = EV_WAITING;
+        ev->next_waiter = slot->waiters;
+        slot->waiters = ev;
+        return;
+    }
+    if (!ev->conn) {
+        pconn_t *c = conn_take(ev->ws, s);
+        if (!c) {
+            int e = errno;
+            uint64_t now = sl_now_ms();
+            uint64_t window =
+                s->timeout_ms < RECONNECT_WINDOW_MS ? s->timeout_ms : RECONNECT_WINDOW_MS;
+            if (!ev->connect_deadline)
+                ev->connect_deadline = now + window;
+            if ((e == ECONNREFUSED || e == ENOENT || e == EAGAIN) && now < ev->connect_deadline) {
+                /* The server is (re)starting: try again shortly. */
+                ev->state = EV_CONNECTING;
+                struct timeval tv = ms_tv(RECONNECT_STEP_MS);
+                evtimer_add(ev->timer, &tv);
+                return;
+            }
+            ev->retried = true; /* nothing to re-run against */
+            event_failed(ev, false, "cannot connect to %s: %s", s->socket, strerror(e));
+            return;
+        }
+        c->ev = ev;
+        ev->conn = c;
+    }
+    if (ready) {
+        send_event(ev, slot);
+        return;
+    }
+    slot->starting = true;
+    slot->ready = false;
+    slot->seq = ev->inst->seq;
+    slot->epoch = epoch;
+    ev->starter = true;
+    send_start(ev);
+}
+
+sl_bridge_event_t *sl_bridge_event(struct event_base *base, const sl_bridge_inst_t *inst,
+                                   const char *phase, const sl_bridge_ops_t *ops, void *req)
+{
+    struct wstate *ws = wstate_for(base);
+    event_t *ev = sl_xcalloc(1, sizeof(*ev));
+    ev->ws = ws;
+    ev->inst = inst;
+    ev->phase = phase;
+    ev->ops = ops;
+    ev->req = req;
+    ev->timer = evtimer_new(base, on_event_timer, ev);
+    ev->next = ws->events;
+    if (ws->events)
+        ws->events->prev = ev;
+    ws->events = ev;
+    event_active(ev->timer, EV_TIMEOUT, 0);
+    return ev;
+}
+
+static void unlink_waiter(event_t *ev)
+{
+    slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
+    for (event_t **pp = &slot->waiters; *pp; pp = &(*pp)->next_waiter) {
+        if (*pp == ev) {
+            *pp = ev->next_waiter;
+            return;
+        }
+    }
+}
+
+void sl_bridge_event_cancel(sl_bridge_event_t *ev)
+{
+    if (ev->state == EV_WAITING)
+        unlink_waiter(ev);
+    if (ev->conn) {
+        /* The server may be inside the handler: the connection cannot be
+         * reused. */
+        ev->conn->ev = NULL;
+        conn_free(ev->conn);
+        ev->conn = NULL;
+    }
+    if (ev->starter) {
+        slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
+        slot->starting = false;
+        wake_waiters(slot);
+    }
+    if (ev->prev)
+        ev->prev->next = ev->next;
+    else
+        ev->ws->events = ev->next;
+    if (ev->next)
+        ev->next->prev = ev->prev;
+    event_free(ev->timer);
+    free(ev);
+}
+
+/* ---- frames from the server --------------------------------------------- */
+
+static void started(event_t *ev, const void *p, size_t n)
+{
+    pconn_t *c = ev->conn;
+    sl_pb_return_t *ret = NULL;
+    sl_pb_err_t err;
+    int rc = sl_pb_return_parse(p, n, c->call_seq,
+                                KONG_PLUGIN_PROTOCOL__RPC_RETURN__RETURN_INSTANCE_STATUS, NULL,
+                                &ret, &err);
+    if (rc != SL_OK) {
+        event_failed(ev, false, "bad answer to start_instance: %s",
+                     rc == SL_DECLINED ? "an empty frame" : err.msg);
+        return;
+    }
+    slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
+    slot->remote_id = ret->instance_status->instance_id;
+    slot->ready = true;
+    slot->starting = false;
+    ev->starter = false;
+    sl_pb_return_free(ret, NULL);
+    wake_waiters(slot);
+    send_event(ev, slot);
+}
+
+/* What event_frame left of the connection. */
+enum { FRAME_MORE, FRAME_DONE, FRAME_GONE };
+
+/* One frame of an event. FRAME_DONE: the event is over and the connection
+ * free for the caller to pool; FRAME_GONE: the connection was closed. */
+static int event_frame(event_t *ev, const void *p, size_t n)
+{
+    pconn_t *c = ev->conn;
+    sl_pb_call_t call;
+    int rc = sl_pb_event_feed(&ev->pe, p, n, &call);
+    switch (rc) {
+    case SL_AGAIN:
+        return FRAME_MORE;
+    case SL_DONE:
+        c->ev = NULL;
+        ev->conn = NULL;
+        event_finish(ev, SL_BRIDGE_OK);
+        return FRAME_DONE;
+    case SL_OK:
+        break;
+    case SL_ERR_NOT_FOUND:
+        event_failed(ev, false, "the plugin called %s", ev->pe.err.msg);
+        return FRAME_GONE;
+    default:
+        event_failed(ev, false, "protocol error: %s", ev->pe.err.msg);
+        return FRAME_GONE;
+    }
+    sl_pb_err_t err = {{0}};
+    size_t mark = c->out.len;
+    rc = ev->ops->call(ev->req, call.method, call.arg, call.arg_len, &c->out, &err);
+    if (call.method->flags & SL_PB_M_WRITES)
+        ev->wrote = true;
+    if (rc == SL_DONE || (call.method->flags & SL_PB_M_TERMINAL)) {
+        /* kong.response.exit: never answered; the connection is done. */
+        c->out.len = mark;
+        c->ev = NULL;
+        conn_free(c);
+        ev->conn = NULL;
+        event_finish(ev, rc == SL_DONE ? SL_BRIDGE_EXIT : SL_BRIDGE_FAILED);
+        return FRAME_GONE;
+    }
+    if (rc != SL_OK) {
+        c->out.len = mark;
+        event_failed(ev, false, "%s: %s", call.method->name, err.msg[0] ? err.msg : "failed");
+        return FRAME_GONE;
+    }
+    sl_pb_event_answered(&ev->pe);
+    if (!conn_send(c)) {
+        event_failed(ev, true, "the connection broke (%s)", strerror(errno));
+        return FRAME_GONE;
+    }
+    return FRAME_MORE;
+}
+
+static void conn_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    pconn_t *c = arg;
+    event_t *ev = c->ev;
+    if (!ev) {
+        if (c->state == PC_IDLE)
+            pool_remove(c);
+        conn_free(c);
+        return;
+    }
+    event_failed(ev, false, "no answer within %llu ms (pluginserver_%s_timeout)",
+                 (unsigned long long)c->server->timeout_ms, c->server->name);
+}
+
+/* The connection closed or failed while idle or during a call. */
+static void conn_broke(pconn_t *c, const char *why)
+{
+    event_t *ev = c->ev;
+    if (!ev) {
+        if (c->state == PC_IDLE)
+            pool_remove(c);
+        conn_free(c);
+        return;
+    }
+    event_failed(ev, true, "%s", why);
+}
+
+static void conn_io(evutil_socket_t fd, short what, void *arg)
+{
+    pconn_t *c = arg;
+    if (what & EV_WRITE) {
+        if (!conn_flush(c)) {
+            conn_broke(c, "the connection broke while writing");
+            return;
+        }
+        return;
+    }
+    if (c->in_cap - c->in_len < READ_CHUNK) {
+        c->in_cap = c->in_len + READ_CHUNK;
+        c->in = sl_xrealloc(c->in, c->in_cap);
+    }
+    ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_broke(c, n == 0 ? "the server closed the connection" : strerror(errno));
+        return;
+    }
+    c->in_len += (size_t)n;
+    size_t off = 0;
+    for (;;) {
+        event_t *ev = c->ev;
+        sl_pb_frame_t f;
+        sl_pb_err_t err;
+        int rc = sl_pb_frame_decode(c->in + off, c->in_len - off, c->server->max_frame, &f, &err);
+        if (rc == SL_AGAIN)
+            break;
+        if (!ev || c->state == PC_IDLE) {
+            /* Nothing was asked: a server that talks out of turn. */
+            conn_broke(c, "unexpected bytes");
+            return;
+        }
+        if (rc != SL_OK) {
+            event_failed(ev, false, "%s (pluginserver_%s_max_frame)", err.msg, c->server->name);
+            return;
+        }
+        evtimer_del(c->timer);
+        if (c->state == PC_START) {
+            /* started() may send the event on this connection: keep the
+             * bytes after this frame for it. */
+            off += f.size;
+            started(ev, f.p, f.len);
+        } else {
+            int left = event_frame(ev, f.p, f.len);
+            if (left == FRAME_GONE)
+                return;
+            off += f.size;
+            if (left == FRAME_DONE) {
+                /* Bytes after the RpcReturn were never asked for. */
+                if (off < c->in_len) {
+                    conn_free(c);
+                    return;
+                }
+                c->in_len = 0;
+                pool_put(c);
+                return;
+            }
+            if (ev->pe.state != SL_PB_EV_ANSWER) {
+                struct timeval tv = ms_tv(c->server->timeout_ms);
+                evtimer_add(c->timer, &tv);
+            }
+        }
+        if (c->ev != ev || !c->ev)
+            return;
+    }
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+    if (c->in_len == 0 && c->in_cap > 4 * READ_CHUNK) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+void sl_bridge_worker_exit(void)
+{
+    struct wstate *ws = tls;
+    if (!ws)
+        return;
+    while (ws->events) {
+        event_t *ev = ws->events;
+        const sl_bridge_ops_t *ops = ev->ops;
+        void *req = ev->req;
+        bool open = ev->inst->server->fail_open;
+        bool finished = ev->state == EV_FINISHED;
+        int rc = finished ? ev->result : open ? SL_BRIDGE_SKIPPED : SL_BRIDGE_FAILED;
+        sl_bridge_event_cancel(ev);
+        ops->done(req, rc);
+    }
+    for (size_t i = 0; i < nservers; i++) {
+        pconn_t *c;
+        while ((c = ws->idle[i])) {
+            ws->idle[i] = c->next;
+            conn_free(c);
+        }
+    }
+    for (size_t b = 0; b < SLOT_BUCKETS; b++) {
+        slot_t *s = ws->slots[b];
+        while (s) {
+            slot_t *next = s->next;
+            free(s);
+            s = next;
+        }
+    }
+    free(ws->idle);
+    free(ws->nidle);
+    free(ws);
+    tls = NULL;
+}

@@ -8,7 +8,7 @@ CC      ?= cc
 PYTHON  ?= python3
 
 PKGS      := libevent_core libevent_extra libevent_pthreads libevent_openssl openssl libpcre2-8 jansson \
-             yaml-0.1 lmdb libprotobuf-c libzstd hiredis
+             yaml-0.1 lmdb libprotobuf-c libzstd hiredis msgpack
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -113,6 +113,13 @@ $(SLUICE_DP): $(BUILD)/obj/dataplane/main.o $(PLUGIN_OBJ) $(LIB_DP) $(LIB_COMMON
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# sluice-dp with the benchmark's native twin of the Go hello plugin.
+$(BUILD)/bin/sluice-dp-bench: $(BUILD)/obj/dataplane/main.o $(BUILD)/obj/tests/bench/hello_native.o \
+		$(PLUGIN_OBJ) $(LIB_DP) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(PLUGIN_OBJ) $(LIB_DP) $(LIB_CP) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
@@ -160,7 +167,7 @@ asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 test
 
-bench: all
+bench: all $(BUILD)/bin/sluice-dp-bench
 	SLUICE_BUILD=$(abspath $(BUILD)) tests/bench/run.sh
 
 bench-sync: all

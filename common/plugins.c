@@ -48,11 +48,18 @@ unsigned sl_phase_bit(const char *name)
     return 0;
 }
 
+/* Plugins that a special build links in (the benchmark's native twin of a
+ * Go example): enabled by name only, never by "bundled". */
+extern const sl_plugin_info_t *const sl_extra_plugins[] __attribute__((weak));
+
 const sl_plugin_info_t *sl_bundled_plugin(const char *name)
 {
     for (size_t i = 0; sl_bundled_plugins[i]; i++)
         if (!strcmp(sl_bundled_plugins[i]->name, name))
             return sl_bundled_plugins[i];
+    for (size_t i = 0; sl_extra_plugins && sl_extra_plugins[i]; i++)
+        if (!strcmp(sl_extra_plugins[i]->name, name))
+            return sl_extra_plugins[i];
     return NULL;
 }
 

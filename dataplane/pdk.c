@@ -210,7 +210,10 @@ static json_t *fields_multimap(sl_req_t *r, const sl_h1_header_t *hs, size_t n, 
 
 sl_str_t sl_pdk_request_get_method(sl_pdk_t *p)
 {
-    return R(p)->h.method;
+    /* nginx's method changes with ngx.req.set_method, which Kong's
+     * kong.service.request.set_method calls. */
+    const sl_req_t *r = R(p);
+    return r->up_method.p ? r->up_method : r->h.method;
 }
 
 sl_str_t sl_pdk_request_get_scheme(sl_pdk_t *p)

@@ -1470,6 +1470,29 @@ static void upstream_settle(sl_req_t *r)
     }
 }
 
+/* The log phase reads the response as the client got it: the fields of
+ * the head as sent (kept when the chain has log handlers), which already
+ * carry every header change plugins made. */
+static void log_view(sl_req_t *r)
+{
+    if (!r->sent_head)
+        return;
+    size_t max = 1;
+    for (size_t i = 0; i < r->sent_head_len; i++)
+        max += r->sent_head[i] == '\n';
+    sl_h1_header_t *hs = sl_arena_alloc(&r->arena, max * sizeof(*hs));
+    sl_h1_limits_t lim = {r->sent_head_len + 1, r->sent_head_len + 1, max};
+    sl_h1_response_t res = {.headers = hs};
+    sl_h1_error_t err = {0, NULL};
+    size_t consumed = 0;
+    if (sl_h1_parse_response(r->sent_head, r->sent_head_len, &lim, false, &res, &consumed, &err) ==
+        SL_OK) {
+        r->resp_headers = res.headers;
+        r->nresp_headers = res.num_headers;
+        r->nresp_ops = 0;
+    }
+}
+
 static void finish_request(sl_req_t *r)
 {
     sl_conn_t *c = r->c;
@@ -1478,6 +1501,7 @@ static void finish_request(sl_req_t *r)
         r->client_close = true;
     log_request(r);
     r->phase = SL_PHASE_LOG;
+    log_view(r);
     bool close = r->client_close || c->draining;
     c->req = NULL;
     if (r->run.nran && (sl_engine_chain_phases(r->run.chain) & SL_PHASE_LOG) &&

@@ -24,6 +24,7 @@ NATIVE(sl_plugin_rate_limiting)
 NATIVE(sl_plugin_request_size_limiting)
 NATIVE(sl_plugin_request_transformer)
 NATIVE(sl_plugin_response_transformer)
+NATIVE(sl_plugin_hello_native) /* only in build/bin/sluice-dp-bench */
 #undef NATIVE
 
 static const sl_native_plugin_t *const all[] = {
@@ -41,6 +42,7 @@ static const sl_native_plugin_t *const all[] = {
     &sl_plugin_request_size_limiting,
     &sl_plugin_request_transformer,
     &sl_plugin_response_transformer,
+    &sl_plugin_hello_native,
 };
 
 const sl_native_plugin_t *sl_native_plugin(const char *name)

@@ -11,7 +11,9 @@
 #      client connections.
 #   4. native plugins: no plugin vs key-auth + rate-limiting (100 consumers)
 #      and each bundled plugin alone; ratios to no plugin.
-#   5. the control plane's Admin API (cp_bench.py).
+#   5. external plugins: go-pdk's hello through the plugin-server bridge vs
+#      the same logic native vs none; the latency a plugin event adds.
+#   6. the control plane's Admin API (cp_bench.py).
 #
 # The upstream is a second nginx returning a small fixed body, so that the
 # upstream is never the bottleneck. Environment: BENCH_DURATION (seconds per
@@ -328,7 +330,64 @@ done
 echo "  key-auth + rate-limiting (local) vs none: requests/s x$(ratio "$pl_key_auth_rate_limiting_RPS" "$pl_none_RPS")" \
      "(goal >= 0.85; Kong 3.11 publishes 0.74 for the same pair)"
 
-# ================================================================ 5. control plane
+# ================================================================ 5. external plugins
+
+echo
+echo "5. External plugins: go-pdk's hello (its own plugin server; access: one get_header, one"
+echo "   set_header) vs the same logic as a native plugin vs none; one route, workers=1"
+GO_HELLO=$SLUICE_BUILD/bin/go-plugins/hello
+DP_BENCH=$SLUICE_BUILD/bin/sluice-dp-bench
+[ -x "$GO_HELLO" ] || die "$GO_HELLO not found: run make (it builds the Go examples)"
+[ -x "$DP_BENCH" ] || die "$DP_BENCH not found: make bench builds it"
+for p in hello hello-native; do
+    "$PYTHON" - "$WORK/one-route.json" "$p" >"$WORK/ext-$p.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["plugins"] = [{"name": sys.argv[2], "config": {"message": "bench"}}]
+print(json.dumps(doc))
+PY
+done
+start_dp ext_none "$WORK/one-route.json" 1
+DP=$DP_BENCH start_dp ext_native "$WORK/ext-hello-native.json" 1 "plugins = bundled,hello-native"
+start_dp ext_go "$WORK/ext-hello.json" 1 "plugins = bundled,hello" "pluginserver_names = hello" \
+    "pluginserver_hello_query_cmd = $GO_HELLO -dump" \
+    "pluginserver_hello_start_cmd = $GO_HELLO -kong-prefix $WORK/ext_go"
+EXT="ext_none ext_native ext_go"
+for v in $EXT; do # every plugin answers before anything is measured
+    eval "addr=\$${v}_ADDR"
+    curl -s -o /dev/null --retry 20 --retry-connrefused "http://$addr/" || true
+done
+for _ in $(seq "$ROUNDS"); do
+    for v in $EXT; do
+        eval "addr=\$${v}_ADDR pid=\$${v}_PID"
+        run_wrk "$v" "http://$addr/" "$pid"
+        # One connection: the latency a plugin event adds, without queueing.
+        CONNS=1 THREADS=1 run_wrk "${v}_c1" "http://$addr/" "$pid"
+    done
+done
+header
+report ext_none "none"
+EN_RPS=$RPS EN_CPU=$CPU
+report ext_native "hello, native C"
+ENA_RPS=$RPS ENA_CPU=$CPU
+report ext_go "hello, Go plugin server"
+EG_RPS=$RPS EG_CPU=$CPU
+echo "  one connection:"
+report ext_none_c1 "none"
+N50=$(median "$WORK/res-ext_none_c1.txt" 2) N99=$(median "$WORK/res-ext_none_c1.txt" 3)
+report ext_native_c1 "hello, native C"
+NA50=$(median "$WORK/res-ext_native_c1.txt" 2) NA99=$(median "$WORK/res-ext_native_c1.txt" 3)
+report ext_go_c1 "hello, Go plugin server"
+G50=$(median "$WORK/res-ext_go_c1.txt" 2) G99=$(median "$WORK/res-ext_go_c1.txt" 3)
+added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (a - b) * 1000 }'; }
+echo "  Go plugin vs none: requests/s x$(ratio "$EG_RPS" "$EN_RPS") (goal >= 0.6; Kong's trivial Go" \
+     "plugin is reported at about 0.5), CPU per request x$(ratio "$EG_CPU" "$EN_CPU") (plugin server included)"
+echo "  native vs none: requests/s x$(ratio "$ENA_RPS" "$EN_RPS"); Go vs native: x$(ratio "$EG_RPS" "$ENA_RPS")"
+echo "  added latency per plugin event (one connection): Go p50 +$(added "$G50" "$N50") us," \
+     "p99 +$(added "$G99" "$N99") us; native p50 +$(added "$NA50" "$N50") us, p99 +$(added "$NA99" "$N99") us"
+for v in $EXT; do eval "stop_pid \$${v}_PID"; done
+
+# ================================================================ 6. control plane
 
 echo
 "$PYTHON" "$HERE/cp_bench.py" --cp "$SLUICE_BUILD/bin/sluice-cp" ||

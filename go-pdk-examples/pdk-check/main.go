@@ -3,7 +3,8 @@
 // which go-pdk leaves out) and reports what the gateway answered, so that a test
 // can check each answer against Kong's.
 //
-// Three phases, three reports. Each report is a JSON object keyed by the wire
+// A global instance also has a rewrite phase (see Rewrite). Three phases,
+// three reports. Each report is a JSON object keyed by the wire
 // method name, with the argument in parentheses when the call takes one and a
 // note after a space when one method is called more than once
 // ("kong.request.get_header(x-multi)", "kong.client.get_consumer (before
@@ -181,6 +182,19 @@ func captures(unnamed [][]byte, named map[string][]byte, err error) (interface{}
 }
 
 // Access reports every access-phase answer, then proxies or exits.
+// Rewrite runs, as in Kong, only for an instance that applies globally, and
+// before the router: it tells the client (X-Pdk-Check-Rewrite: the path it
+// saw) and the upstream (X-Pdk-Check-Rewrite: ran) that it did.
+func (conf *Config) Rewrite(kong *pdk.PDK) {
+	path, err := kong.Request.GetPath()
+	if err != nil {
+		log.Printf("pdk-check: rewrite: %s", err)
+		return
+	}
+	_ = kong.Response.SetHeader("X-Pdk-Check-Rewrite", path)
+	_ = kong.ServiceRequest.SetHeader("X-Pdk-Check-Rewrite", "ran")
+}
+
 func (conf *Config) Access(kong *pdk.PDK) {
 	r := newReport(conf)
 	requestGetters(r, kong)

@@ -302,3 +302,46 @@ def test_missing_server_gives_500_not_a_crash(sluice_factory, upstream, tmp_path
     assert time.monotonic() - t0 < 3
     assert s.get("/q").status == 200
     assert "cannot connect to" in s.stderr()
+
+
+# --------------------------------------------------------------- rewrite
+
+
+def test_rewrite_runs_for_global_instances_only(sluice_factory, upstream, tmp_path):
+    """Kong runs rewrite handlers of global plugins only, before the router;
+    a route-scoped instance of the same plugin runs access but not rewrite."""
+    check_id = "7a1d0c9e-1f3b-4c8e-9a55-0b2f4d6e8a07"
+    decl = declarative([service("echo", upstream.url, routes=[route("r", paths=["/"])])],
+                       plugins=[plugin("pdk-check", {"skip": ["kong.log.crit", "kong.log.alert"]},
+                                       check_id)])
+    s = start(sluice_factory, tmp_path, decl, names=["pdk-check"])
+    r = s.get("/global/path")
+    assert r.status == 200, r
+    assert r.header("x-pdk-check-rewrite") == "/global/path"
+    seen = {k.lower(): v for k, v in r.json()["headers"]}
+    assert seen["x-pdk-check-rewrite"] == "ran"
+    assert r.header("x-pdk-check-access")  # access ran after it
+
+    # The same plugin scoped to the route: no rewrite.
+    decl = declarative([service("echo", upstream.url, routes=[
+        route("r", paths=["/"], plugins=[plugin(
+            "pdk-check", {"skip": ["kong.log.crit", "kong.log.alert"]}, check_id)])])])
+    s.write_declarative(decl)
+    s.reload()
+    wait_until(lambda: s.get("/x").header("x-pdk-check-rewrite") is None,
+               what="the route-scoped configuration")
+    r = s.get("/scoped")
+    assert r.header("x-pdk-check-access")
+    assert "x-pdk-check-rewrite" not in {k.lower() for k, _ in r.json()["headers"]}
+
+
+def test_rewrite_exit_answers_before_routing(sluice_factory, upstream, tmp_path):
+    """A plugin that fails in rewrite (its server unreachable) answers 500 even
+    for a path no route matches: the router never ran."""
+    decl = declarative([service("echo", upstream.url, routes=[route("r", paths=["/r"])])],
+                       plugins=[plugin("pdk-check", {}, "7a1d0c9e-1f3b-4c8e-9a55-0b2f4d6e8a08")])
+    s = start(sluice_factory, tmp_path, decl, names=["pdk-check"], start_cmd="",
+              timeout="300ms")
+    r = s.get("/nowhere")
+    assert r.status == 500
+    assert r.json()["message"] == "An unexpected error occurred"

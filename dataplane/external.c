@@ -13,6 +13,7 @@
 #include "bridge.h"
 #include "pdk.h"
 #include "pdk_rpc.h"
+#include "pdk_rpc_mp.h"
 #include "plugin.h"
 
 #include <stdlib.h>
@@ -85,7 +86,14 @@ static void on_abort(void *arg)
     x->ev = NULL;
 }
 
-static const sl_bridge_ops_t ops = {on_call, on_done};
+static int on_call_mp(void *req, const char *method, const json_t *args, sl_bridge_mp_result_t *res,
+                      sl_pb_err_t *err)
+{
+    ext_call_t *x = req;
+    return sl_pdk_rpc_mp(x->p, method, args, res, err);
+}
+
+static const sl_bridge_ops_t ops = {on_call, on_call_mp, on_done};
 
 static int run_event(sl_pdk_t *p, void *conf, unsigned phase)
 {

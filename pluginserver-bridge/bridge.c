@@ -26,6 +26,7 @@
  * not when the next event wants it.
  */
 #include "bridge.h"
+#include "mp_codec.h"
 #include "log.h"
 #include "util.h"
 
@@ -66,15 +67,26 @@ struct sl_bridge_server_s {
     size_t max_frame;
     size_t index;
     _Atomic unsigned epoch;
+    _Atomic long mp_pid; /* MsgPack:1: the pid its serverPid notification gave */
 
     /* Supervisor state (main thread). */
     pid_t pid;
-    int out_fd;
-    struct event *out_ev, *restart_ev;
-    char line[2048];
-    size_t line_len;
+    struct outpipe *outs; /* output of its processes, until each pipe ends */
+    struct event *restart_ev;
     uint64_t started_ms;
     bool given_up;
+};
+
+/* The output of one server process: a child of the process may keep the
+ * pipe open after the process itself exited (and was replaced). */
+struct outpipe {
+    struct outpipe *next;
+    struct sl_bridge_server_s *server;
+    pid_t pid;
+    int fd;
+    struct event *ev;
+    size_t len;
+    char line[2048];
 };
 
 typedef struct sl_bridge_server_s server_t;
@@ -144,6 +156,34 @@ static void read_server(server_t *s, const sl_conf_t *conf, const char *prefix, 
     s->max_frame = (size_t)max;
 }
 
+/* A pluginserver_* key that names no configured server or no setting is a
+ * typo that would otherwise go unnoticed. */
+static void check_keys(const sl_conf_t *conf, sl_errors_t *errs)
+{
+    static const char *const settings[] = {"socket",  "start_cmd", "query_cmd",
+                                           "timeout", "fail_open", "max_frame"};
+    for (size_t i = 0; i < sl_conf_family_count(conf); i++) {
+        const char *value;
+        const char *key = sl_conf_family_key(conf, i, &value);
+        if (strncmp(key, "pluginserver_", 13) != 0 || !strcmp(key, "pluginserver_names"))
+            continue;
+        bool known = false;
+        for (size_t k = 0; k < nservers && !known; k++) {
+            for (size_t w = 0; w < sizeof(settings) / sizeof(settings[0]) && !known; w++) {
+                char want[256];
+                sl_pluginserver_key(servers[k]->name, settings[w], want, sizeof(want));
+                known = !strcmp(key, want);
+            }
+        }
+        if (!known)
+            sl_errors_add(errs,
+                          "%s: not a setting of a server in pluginserver_names (settings are "
+                          "pluginserver_<name>_socket, _start_cmd, _query_cmd, _timeout, "
+                          "_fail_open and _max_frame)",
+                          key);
+    }
+}
+
 int sl_bridge_configure(const sl_conf_t *conf, const char *prefix, sl_errors_t *errs)
 {
     size_t before = errs->n;
@@ -161,26 +201,20 @@ int sl_bridge_configure(const sl_conf_t *conf, const char *prefix, sl_errors_t *
         s->name = sl_xstrdup(names[i]);
         s->protobuf = protocol && !strcmp(protocol, "ProtoBuf:1");
         s->pid = -1;
-        s->out_fd = -1;
         read_server(s, conf, prefix, errs);
         s->index = nservers;
         servers = sl_xrealloc(servers, (nservers + 1) * sizeof(*servers));
         servers[nservers++] = s;
-        if (!s->protobuf)
-            sl_errors_add(errs,
-                          "pluginserver %s: speaks MsgPack:1 (Kong's Python and JS plugin "
-                          "servers), which this data plane does not run yet; remove it from "
-                          "pluginserver_names",
-                          s->name);
     }
     sl_conf_split_free(names, n);
+    if (errs->n == before)
+        check_keys(conf, errs);
     return errs->n > before ? SL_ERR_INVALID : SL_OK;
 }
 
 bool sl_bridge_runs(const sl_plugin_info_t *p)
 {
-    const server_t *s = p->server ? server_named(p->server) : NULL;
-    return s && s->protobuf;
+    return p->server && server_named(p->server);
 }
 
 void sl_bridge_reset(void)
@@ -204,40 +238,80 @@ static struct event_base *main_base;
 static struct event *sigchld_ev;
 static bool stopping;
 
-static void log_line(server_t *s, const char *p, size_t n)
+/* Logs one line of a server's output as text: terminal escape sequences
+ * (colours, cursor moves: node-color-log's) are dropped, other control
+ * bytes escaped, so that a server cannot forge or garble log lines. */
+static void log_line(const struct outpipe *o, const char *p, size_t n)
 {
-    while (n && (p[n - 1] == '\r' || p[n - 1] == '\n'))
-        n--;
-    SL_NOTICE("[%s:%d] %.*s", s->name, (int)s->pid, (int)n, p);
+    char text[sizeof(o->line) * 4 + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == 0x1b) {
+            /* ESC [ parameters... final byte (0x40-0x7e), or ESC and one byte */
+            if (i + 1 < n && p[i + 1] == '[') {
+                i += 2;
+                while (i < n && !((unsigned char)p[i] >= 0x40 && (unsigned char)p[i] <= 0x7e))
+                    i++;
+            } else {
+                i++;
+            }
+        } else if (c == '\r') {
+            continue;
+        } else if (c < 0x20 || c == 0x7f) {
+            k += (size_t)snprintf(text + k, sizeof(text) - k, "\\x%02x", c);
+        } else {
+            text[k++] = (char)c;
+        }
+    }
+    while (k && text[k - 1] == ' ')
+        k--;
+    if (k)
+        SL_NOTICE("[%s:%d] %.*s", o->server->name, (int)o->pid, (int)k, text);
+}
+
+static void outpipe_close(struct outpipe *o)
+{
+    if (o->len)
+        log_line(o, o->line, o->len);
+    for (struct outpipe **pp = &o->server->outs; *pp; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+    event_free(o->ev);
+    close(o->fd);
+    free(o);
+}
+
+/* Logs the whole lines of n bytes of output (a line longer than the
+ * buffer is cut). */
+static void output_bytes(struct outpipe *o, const char *buf, ssize_t n)
+{
+    for (ssize_t i = 0; i < n; i++) {
+        char c = buf[i];
+        if (c == '\n' || o->len == sizeof(o->line)) {
+            log_line(o, o->line, o->len);
+            o->len = 0;
+            if (c == '\n')
+                continue;
+        }
+        o->line[o->len++] = c;
+    }
 }
 
 static void on_output(evutil_socket_t fd, short what, void *arg)
 {
-    server_t *s = arg;
+    struct outpipe *o = arg;
     char buf[4096];
     ssize_t n = read(fd, buf, sizeof(buf));
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (s->line_len)
-            log_line(s, s->line, s->line_len);
-        s->line_len = 0;
-        event_free(s->out_ev);
-        s->out_ev = NULL;
-        close(s->out_fd);
-        s->out_fd = -1;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    }
-    for (ssize_t i = 0; i < n; i++) {
-        char c = buf[i];
-        if (c == '\n' || s->line_len == sizeof(s->line)) {
-            log_line(s, s->line, s->line_len);
-            s->line_len = 0;
-            if (c == '\n')
-                continue;
-        }
-        s->line[s->line_len++] = c;
-    }
+    if (n <= 0)
+        outpipe_close(o);
+    else
+        output_bytes(o, buf, n);
 }
 
 /* Forks /bin/sh -c "exec <start_cmd>" with its output on a pipe. */
@@ -282,11 +356,15 @@ static int spawn(server_t *s)
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, fcntl(pfd[0], F_GETFL) | O_NONBLOCK);
     s->pid = pid;
-    s->out_fd = pfd[0];
-    s->line_len = 0;
     s->started_ms = sl_now_ms();
-    s->out_ev = event_new(main_base, pfd[0], EV_READ | EV_PERSIST, on_output, s);
-    event_add(s->out_ev, NULL);
+    struct outpipe *o = sl_xcalloc(1, sizeof(*o));
+    o->server = s;
+    o->pid = pid;
+    o->fd = pfd[0];
+    o->ev = event_new(main_base, pfd[0], EV_READ | EV_PERSIST, on_output, o);
+    o->next = s->outs;
+    s->outs = o;
+    event_add(o->ev, NULL);
     SL_NOTICE("pluginserver %s: started (pid %d): %s", s->name, (int)pid, s->start_cmd);
     return 0;
 }
@@ -439,15 +517,15 @@ void sl_bridge_stop(void)
     }
     for (size_t i = 0; i < nservers; i++) {
         server_t *s = servers[i];
-        if (s->out_ev) {
-            on_output(s->out_fd, EV_READ, s); /* what is left of its output */
-            if (s->out_ev)
-                event_free(s->out_ev);
-            s->out_ev = NULL;
+        while (s->outs) {
+            /* What is left of its output, then the pipe. */
+            struct outpipe *o = s->outs;
+            char buf[4096];
+            ssize_t n;
+            while ((n = read(o->fd, buf, sizeof(buf))) > 0)
+                output_bytes(o, buf, n);
+            outpipe_close(o);
         }
-        if (s->out_fd >= 0)
-            close(s->out_fd);
-        s->out_fd = -1;
         if (s->restart_ev)
             event_free(s->restart_ev);
         s->restart_ev = NULL;
@@ -590,6 +668,8 @@ struct pconn_s {
     int64_t call_seq;    /* of the call in flight */
     uint8_t *in;         /* bytes read, not yet used */
     size_t in_len, in_cap;
+    sl_mp_reader_t *mp; /* MsgPack:1: the response reader */
+    uint32_t msgid_counter, call_msgid;
     sl_sb_t out; /* bytes to write */
     size_t out_off;
     char out_store[512];
@@ -630,10 +710,12 @@ struct sl_bridge_event_s {
     pconn_t *conn;
     int state;
     sl_pb_event_t pe;
-    bool wrote;   /* a call that changes the request was answered */
-    bool retried; /* the event was re-run once already */
-    bool starter; /* this event is starting its instance */
-    int result;   /* SL_BRIDGE_*, once finished */
+    bool wrote;                                  /* a call that changes the request was answered */
+    bool retried;                                /* the event was re-run once already */
+    bool starter;                                /* this event is starting its instance */
+    int result;                                  /* SL_BRIDGE_*, once finished */
+    int64_t event_id;                            /* MsgPack:1: the server's */
+    char step_method[SL_MP_METHOD_NAME_MAX + 1]; /* MsgPack:1: the call answered */
     uint64_t connect_deadline;
     struct event *timer; /* connect retries and the deferred done */
     char why[256];       /* the failure, for the log */
@@ -692,6 +774,7 @@ static void conn_free(pconn_t *c)
     event_free(c->wev);
     event_free(c->timer);
     close(c->fd);
+    sl_mp_reader_free(c->mp);
     free(c->in);
     sl_sb_dispose(&c->out);
     free(c);
@@ -750,6 +833,11 @@ static pconn_t *conn_open(struct wstate *ws, server_t *s)
     c->rev = event_new(ws->base, fd, EV_READ | EV_PERSIST, conn_io, c);
     c->wev = event_new(ws->base, fd, EV_WRITE, conn_io, c);
     c->timer = evtimer_new(ws->base, conn_timeout, c);
+    if (!s->protobuf) {
+        sl_mp_limits_t lim = SL_MP_LIMITS_DEFAULT;
+        lim.max_msg = s->max_frame;
+        c->mp = sl_mp_reader_new(&lim);
+    }
     event_add(c->rev, NULL);
     return c;
 }
@@ -896,9 +984,14 @@ static void send_event(event_t *ev, slot_t *slot)
     pconn_t *c = ev->conn;
     c->state = PC_EVENT;
     ev->state = EV_RUNNING;
-    int64_t seq = sl_pb_seq_next(&c->seq_counter);
-    c->call_seq = seq;
-    sl_pb_event_start(&ev->pe, &c->out, seq, slot->remote_id, ev->phase);
+    if (c->mp) {
+        c->call_msgid = sl_mp_msgid_next(&c->msgid_counter);
+        sl_mp_call_handle_event(&c->out, c->call_msgid, slot->remote_id, ev->phase);
+    } else {
+        int64_t seq = sl_pb_seq_next(&c->seq_counter);
+        c->call_seq = seq;
+        sl_pb_event_start(&ev->pe, &c->out, seq, slot->remote_id, ev->phase);
+    }
     if (!conn_send(c))
         event_failed(ev, true, "the connection broke (%s)", strerror(errno));
 }
@@ -908,9 +1001,16 @@ static void send_start(event_t *ev)
     pconn_t *c = ev->conn;
     c->state = PC_START;
     ev->state = EV_STARTING;
-    int64_t seq = sl_pb_seq_next(&c->seq_counter);
-    c->call_seq = seq;
-    sl_pb_call_start_instance(&c->out, seq, ev->inst->name, ev->inst->config, ev->inst->config_len);
+    if (c->mp) {
+        c->call_msgid = sl_mp_msgid_next(&c->msgid_counter);
+        sl_mp_call_start_instance(&c->out, c->call_msgid, ev->inst->name, ev->inst->config,
+                                  ev->inst->config_len);
+    } else {
+        int64_t seq = sl_pb_seq_next(&c->seq_counter);
+        c->call_seq = seq;
+        sl_pb_call_start_instance(&c->out, seq, ev->inst->name, ev->inst->config,
+                                  ev->inst->config_len);
+    }
     if (!conn_send(c))
         event_failed(ev, true, "the connection broke (%s)", strerror(errno));
 }
@@ -1021,6 +1121,18 @@ void sl_bridge_event_cancel(sl_bridge_event_t *ev)
 
 /* ---- frames from the server --------------------------------------------- */
 
+/* The instance answered its start: the event runs on the same connection. */
+static void instance_ready(event_t *ev, int32_t remote_id)
+{
+    slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
+    slot->remote_id = remote_id;
+    slot->ready = true;
+    slot->starting = false;
+    ev->starter = false;
+    wake_waiters(slot);
+    send_event(ev, slot);
+}
+
 static void started(event_t *ev, const void *p, size_t n)
 {
     pconn_t *c = ev->conn;
@@ -1034,14 +1146,9 @@ static void started(event_t *ev, const void *p, size_t n)
                      rc == SL_DECLINED ? "an empty frame" : err.msg);
         return;
     }
-    slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
-    slot->remote_id = ret->instance_status->instance_id;
-    slot->ready = true;
-    slot->starting = false;
-    ev->starter = false;
+    int32_t id = ret->instance_status->instance_id;
     sl_pb_return_free(ret, NULL);
-    wake_waiters(slot);
-    send_event(ev, slot);
+    instance_ready(ev, id);
 }
 
 /* What event_frame left of the connection. */
@@ -1065,7 +1172,7 @@ static int event_frame(event_t *ev, const void *p, size_t n)
     case SL_OK:
         break;
     case SL_ERR_NOT_FOUND:
-        event_failed(ev, false, "the plugin called %s", ev->pe.err.msg);
+        event_failed(ev, false, "%s", ev->pe.err.msg);
         return FRAME_GONE;
     default:
         event_failed(ev, false, "protocol error: %s", ev->pe.err.msg);
@@ -1076,18 +1183,18 @@ static int event_frame(event_t *ev, const void *p, size_t n)
     rc = ev->ops->call(ev->req, call.method, call.arg, call.arg_len, &c->out, &err);
     if (call.method->flags & SL_PB_M_WRITES)
         ev->wrote = true;
+    if (rc != SL_DONE && rc != SL_OK) {
+        c->out.len = mark;
+        event_failed(ev, false, "%s: %s", call.method->name, err.msg[0] ? err.msg : "failed");
+        return FRAME_GONE;
+    }
     if (rc == SL_DONE || (call.method->flags & SL_PB_M_TERMINAL)) {
         /* kong.response.exit: never answered; the connection is done. */
         c->out.len = mark;
         c->ev = NULL;
         conn_free(c);
         ev->conn = NULL;
-        event_finish(ev, rc == SL_DONE ? SL_BRIDGE_EXIT : SL_BRIDGE_FAILED);
-        return FRAME_GONE;
-    }
-    if (rc != SL_OK) {
-        c->out.len = mark;
-        event_failed(ev, false, "%s: %s", call.method->name, err.msg[0] ? err.msg : "failed");
+        event_finish(ev, SL_BRIDGE_EXIT);
         return FRAME_GONE;
     }
     sl_pb_event_answered(&ev->pe);
@@ -1125,6 +1232,168 @@ static void conn_broke(pconn_t *c, const char *why)
     event_failed(ev, true, "%s", why);
 }
 
+/* ---- MsgPack:1 ---------------------------------------------------------- */
+
+/* Sends the Step that answers the PDK call the event made. */
+static bool mp_step(event_t *ev, int rc, sl_bridge_mp_result_t *res)
+{
+    pconn_t *c = ev->conn;
+    c->call_msgid = sl_mp_msgid_next(&c->msgid_counter);
+    sl_mp_err_t merr;
+    if (rc == SL_OK && res->error) {
+        sl_mp_call_step_error(&c->out, c->call_msgid, ev->event_id, res->error, strlen(res->error));
+    } else if (sl_mp_call_step_result(&c->out, c->call_msgid, ev->event_id, ev->step_method,
+                                      strlen(ev->step_method), rc == SL_OK ? res->data : NULL, NULL,
+                                      &merr) != SL_OK) {
+        event_failed(ev, false, "%s: its result cannot be sent: %s", ev->step_method, merr.msg);
+        return false;
+    }
+    if (!conn_send(c)) {
+        event_failed(ev, true, "the connection broke (%s)", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* The connection is done with its event and goes back to the pool. */
+static void mp_release(event_t *ev, int result)
+{
+    pconn_t *c = ev->conn;
+    c->ev = NULL;
+    ev->conn = NULL;
+    pool_put(c);
+    event_finish(ev, result);
+}
+
+/* A HandleEvent or Step result: the end of the handler, or its next PDK
+ * call. Returns false when the connection is no longer the event's. */
+static bool mp_event_result(event_t *ev, const json_t *result)
+{
+    sl_mp_pdk_call_t call;
+    sl_mp_err_t merr;
+    int rc = sl_mp_event_result(result, &call, &merr);
+    if (rc == SL_DONE) {
+        mp_release(ev, SL_BRIDGE_OK);
+        return false;
+    }
+    if (rc != SL_OK) {
+        event_failed(ev, false, "protocol error: %s", merr.msg);
+        return false;
+    }
+    ev->event_id = call.event_id;
+    snprintf(ev->step_method, sizeof(ev->step_method), "%s", call.method.p);
+    sl_bridge_mp_result_t res = {0};
+    sl_pb_err_t err = {{0}};
+    rc = ev->ops->call_mp(ev->req, call.method.p, call.args, &res, &err);
+    sl_mp_pdk_call_dispose(&call);
+    if (res.method && (res.method->flags & SL_PB_M_WRITES))
+        ev->wrote = true;
+    bool alive = false;
+    if (rc == SL_DONE)
+        mp_release(ev, SL_BRIDGE_EXIT); /* kong.response.exit: no Step */
+    else if (rc == SL_OK || rc == SL_DECLINED)
+        alive = mp_step(ev, rc, &res);
+    else
+        event_failed(ev, false, "%s: %s", ev->step_method, err.msg[0] ? err.msg : "failed");
+    json_decref(res.data);
+    free(res.error);
+    return alive;
+}
+
+/* The response to the call in flight. Returns false when the connection is
+ * no longer the event's. */
+static bool mp_response(event_t *ev, const sl_mp_msg_t *m)
+{
+    pconn_t *c = ev->conn;
+    if (m->error) {
+        const char *e = json_string_value(m->error);
+        size_t n = json_string_length(m->error);
+        /* The instance is gone (the server restarted, or expired it): as
+         * for a broken connection, start it again and re-run the event. */
+        event_failed(ev, sl_mp_is_no_instance(e, n), "the server answered: %.*s",
+                     (int)(n > 200 ? 200 : n), e);
+        return false;
+    }
+    if (c->state == PC_START) {
+        int64_t id = 0;
+        sl_mp_err_t merr = {{0}};
+        if (sl_mp_instance_id(m->result, &id, &merr) != SL_OK || id < INT32_MIN || id > INT32_MAX) {
+            event_failed(ev, false, "bad answer to StartInstance: %s",
+                         merr.msg[0] ? merr.msg : "Id out of range");
+            return false;
+        }
+        instance_ready(ev, (int32_t)id);
+        return c->ev == ev;
+    }
+    return mp_event_result(ev, m->result);
+}
+
+/* A notification: ["serverPid", pid] tells of a restarted server. */
+static void mp_notification(pconn_t *c, const sl_mp_msg_t *m)
+{
+    const char *label = json_string_value(m->label);
+    if (!label || strcmp(label, "serverPid") != 0 || !json_is_integer(m->args))
+        return;
+    long pid = (long)json_integer_value(m->args);
+    long seen = atomic_exchange(&c->server->mp_pid, pid);
+    if (seen && seen != pid) {
+        SL_NOTICE("pluginserver %s: new server process (pid %ld): starting its instances again",
+                  c->server->name, pid);
+        atomic_fetch_add(&c->server->epoch, 1);
+    }
+}
+
+static void mp_input(pconn_t *c)
+{
+    size_t off = 0;
+    while (off < c->in_len) {
+        event_t *ev = c->ev;
+        sl_mp_msg_t m;
+        size_t used = 0;
+        sl_mp_err_t merr;
+        int rc = sl_mp_reader_feed(c->mp, c->in + off, c->in_len - off, &used, &m, &merr);
+        off += used;
+        if (rc == SL_AGAIN)
+            break;
+        if (rc != SL_OK) {
+            if (ev)
+                event_failed(ev, false, "%s (pluginserver_%s_max_frame)", merr.msg,
+                             c->server->name);
+            else
+                conn_broke(c, merr.msg);
+            return;
+        }
+        if (m.kind == SL_MP_NOTIFICATION) {
+            mp_notification(c, &m);
+            sl_mp_msg_dispose(&m);
+            continue;
+        }
+        if (!ev || c->state == PC_IDLE || sl_mp_msg_expect(&m, c->call_msgid, &merr) != SL_OK) {
+            sl_mp_msg_dispose(&m);
+            if (ev)
+                event_failed(ev, false, "protocol error: %s", merr.msg);
+            else
+                conn_broke(c, "unexpected bytes");
+            return;
+        }
+        evtimer_del(c->timer);
+        bool alive = mp_response(ev, &m);
+        sl_mp_msg_dispose(&m);
+        if (!alive) {
+            /* Pooled (or closed): bytes after the response were never
+             * asked for. */
+            if (c->ev == NULL && c->state == PC_IDLE && off < c->in_len) {
+                pool_remove(c);
+                conn_free(c);
+            } else if (c->ev == NULL && c->state == PC_IDLE) {
+                c->in_len = 0;
+            }
+            return;
+        }
+    }
+    c->in_len = 0;
+}
+
 static void conn_io(evutil_socket_t fd, short what, void *arg)
 {
     pconn_t *c = arg;
@@ -1147,6 +1416,10 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->in_len += (size_t)n;
+    if (c->mp) {
+        mp_input(c);
+        return;
+    }
     size_t off = 0;
     for (;;) {
         event_t *ev = c->ev;

@@ -1,7 +1,8 @@
 /*
- * The plugin-server bridge: external plugins (Kong's go-pdk servers, over
- * ProtoBuf:1) run out of process and are called over Unix sockets for each
- * phase (reference: plugin-protocol.md).
+ * The plugin-server bridge: external plugins (Kong's go-pdk servers over
+ * ProtoBuf:1; Kong's Python and JavaScript PDK servers over MsgPack:1) run
+ * out of process and are called over Unix sockets for each phase
+ * (reference: plugin-protocol.md).
  *
  * Three parts, by thread:
  *
@@ -138,6 +139,14 @@ enum {
     SL_BRIDGE_SKIPPED = 2, /* failed and fail_open is on: carry on */
 };
 
+/* The answer to a MsgPack:1 PDK call (see sl_bridge_ops_t.call_mp). */
+typedef struct sl_bridge_mp_result_s {
+    const sl_pb_method_t *method; /* the method called (NULL: unknown) */
+    json_t *data;                 /* the result; NULL is nil */
+    bool bin;                     /* data is a string of raw bytes: send as bin */
+    char *error;                  /* an error result instead; NULL: none */
+} sl_bridge_mp_result_t;
+
 typedef struct sl_bridge_ops_s {
     /*
      * Performs one PDK call of the event and appends its answer frame to
@@ -146,6 +155,15 @@ typedef struct sl_bridge_ops_s {
      */
     int (*call)(void *req, const sl_pb_method_t *m, const void *arg, size_t len, sl_sb_t *out,
                 sl_pb_err_t *err);
+    /*
+     * The same for a MsgPack:1 server: a Kong PDK method name and its
+     * arguments (an array), the result in *res (the bridge disposes of it).
+     * Returns SL_OK, SL_DONE for kong.response.exit (no Step follows),
+     * SL_DECLINED for a method Kong does not have (the answer is nil), or a
+     * negative code that fails the event.
+     */
+    int (*call_mp)(void *req, const char *method, const json_t *args, sl_bridge_mp_result_t *res,
+                   sl_pb_err_t *err);
     /* The event is over (SL_BRIDGE_*); the handle is gone. Called from the
      * worker's event loop, never from inside sl_bridge_event. */
     void (*done)(void *req, int rc);

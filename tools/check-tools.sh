@@ -17,6 +17,9 @@ command -v "${GO:-go}" >/dev/null 2>&1 || {
     fail=1
 }
 $PY -c 'import pytest' 2>/dev/null || need "python module pytest"
+command -v node >/dev/null 2>&1 || need "node (Node.js: pdk-examples/js/ runs on it)"
+[ -x pdk-examples/js/node_modules/.bin/kong-js-pluginserver ] ||
+    need "pdk-examples/js/node_modules (Kong's JavaScript PDK, npm ci)"
 if [ -f tests/requirements.txt ]; then
     while read -r line; do
         mod=${line%%[=<>]*}

@@ -45,4 +45,14 @@ if ! command -v "$GO" >/dev/null 2>&1; then
     exit 1
 fi
 (cd go-pdk-examples && "$GO" mod download)
+# pdk-examples/js/ runs on Kong's JavaScript PDK (kong-pdk from npm), pinned by
+# its package-lock.json.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: 'npm' not found: install Node.js 18 or later with npm (pdk-examples/js/ needs it)" >&2
+    exit 1
+fi
+if [ ! -x pdk-examples/js/node_modules/.bin/kong-js-pluginserver ]; then
+    echo "deps: installing pdk-examples/js/ (npm ci)"
+    (cd pdk-examples/js && npm ci --no-audit --no-fund --silent)
+fi
 echo "deps: ok"

@@ -345,3 +345,15 @@ def test_rewrite_exit_answers_before_routing(sluice_factory, upstream, tmp_path)
     r = s.get("/nowhere")
     assert r.status == 500
     assert r.json()["message"] == "An unexpected error occurred"
+
+
+def test_misspelt_server_setting_is_refused(sluice_factory, upstream):
+    from conftest import run_dp
+    decl = declarative([service("echo", upstream.url, routes=[route("r", paths=["/"])])])
+    s = sluice_factory(decl, start=False)
+    s.conf.update(go_plugin_conf(s.prefix, ["hello"]))
+    s.conf["pluginserver_hello_timout"] = "5s"
+    s.write_conf()
+    r = run_dp(["-c", s.conf_path, "-p", s.prefix, "--declarative", s.decl_path, "-t"])
+    assert r.returncode == 2
+    assert "pluginserver_hello_timout: not a setting of a server in pluginserver_names" in r.stderr

@@ -519,6 +519,22 @@ static sl_str_t identifier_of(sl_pdk_t *p, const struct conf *c)
  * KEY_LEN bytes. A cryptographic digest, because identifiers such as header
  * values are chosen by clients, who must not be able to collide with
  * someone else's counters. */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256;
+static _Thread_local EVP_MD_CTX *sha256_ctx; /* freed by worker_exit */
+
+static void fetch_sha256(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void worker_exit(void)
+{
+    EVP_MD_CTX_free(sha256_ctx);
+    sha256_ctx = NULL;
+    sl_redis_worker_exit();
+}
+
 static void key_of(sl_pdk_t *p, const struct conf *c, sl_str_t ident, uint8_t *key)
 {
     size_t idlen = strlen(c->instance_id);
@@ -527,10 +543,18 @@ static void key_of(sl_pdk_t *p, const struct conf *c, sl_str_t ident, uint8_t *k
     memcpy(buf, c->instance_id, idlen + 1);
     if (ident.len)
         memcpy(buf + idlen + 1, ident.p, ident.len);
+    /* SHA-256 with the algorithm fetched once and a context per thread:
+     * EVP_Digest would look the algorithm up and allocate a context on
+     * every request. */
+    pthread_once(&sha256_once, fetch_sha256);
+    if (!sha256_ctx)
+        sha256_ctx = EVP_MD_CTX_new();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(buf, n, md, &mdlen, EVP_sha256(), NULL) || mdlen < KEY_LEN)
-        sl_panic(__FILE__, __LINE__, "EVP_Digest(sha256) failed");
+    if (!sha256 || !sha256_ctx || !EVP_DigestInit_ex2(sha256_ctx, sha256, NULL) ||
+        !EVP_DigestUpdate(sha256_ctx, buf, n) || !EVP_DigestFinal_ex(sha256_ctx, md, &mdlen) ||
+        mdlen < KEY_LEN)
+        sl_panic(__FILE__, __LINE__, "SHA-256 failed");
     memcpy(key, md, KEY_LEN);
 }
 
@@ -594,10 +618,16 @@ static const char *number_text(sl_pdk_t *p, double d)
     /* Whole numbers (nearly all limits and counts) without printf's
      * floating-point formatting, which costs more than the rest of the
      * plugin; %.14g prints them the same way up to 1e14. */
-    if (d >= 0 && d < 1e14 && d == (double)(int64_t)d)
-        n = snprintf(buf, sizeof(buf), "%lld", (long long)d);
-    else
-        n = snprintf(buf, sizeof(buf), "%.14g", d);
+    if (d >= 0 && d < 1e14 && d == (double)(int64_t)d) {
+        uint64_t v = (uint64_t)d;
+        char *end = buf + sizeof(buf), *s = end;
+        do {
+            *--s = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        return sl_pdk_strndup(p, s, (size_t)(end - s));
+    }
+    n = snprintf(buf, sizeof(buf), "%.14g", d);
     return sl_pdk_strndup(p, buf, (size_t)n);
 }
 
@@ -791,5 +821,5 @@ const sl_native_plugin_t sl_plugin_rate_limiting = {
     .configure = configure,
     .dispose = dispose,
     .access = on_access,
-    .worker_exit = sl_redis_worker_exit,
+    .worker_exit = worker_exit,
 };

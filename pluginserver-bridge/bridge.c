@@ -888,21 +888,27 @@ static bool conn_send(pconn_t *c)
 
 static void event_next(event_t *ev);
 
+/* Takes the event out of its worker's list and frees it. */
+static void event_free_unlinked(event_t *ev)
+{
+    if (ev->prev)
+        ev->prev->next = ev->next;
+    else
+        ev->ws->events = ev->next;
+    if (ev->next)
+        ev->next->prev = ev->prev;
+    event_free(ev->timer);
+    free(ev);
+}
+
 static void on_event_timer(evutil_socket_t fd, short what, void *arg)
 {
     event_t *ev = arg;
     if (ev->state == EV_FINISHED) {
-        if (ev->prev)
-            ev->prev->next = ev->next;
-        else
-            ev->ws->events = ev->next;
-        if (ev->next)
-            ev->next->prev = ev->prev;
-        event_free(ev->timer);
         const sl_bridge_ops_t *ops = ev->ops;
         void *req = ev->req;
         int rc = ev->result;
-        free(ev);
+        event_free_unlinked(ev);
         ops->done(req, rc);
         return;
     }
@@ -1109,14 +1115,7 @@ void sl_bridge_event_cancel(sl_bridge_event_t *ev)
         slot->starting = false;
         wake_waiters(slot);
     }
-    if (ev->prev)
-        ev->prev->next = ev->next;
-    else
-        ev->ws->events = ev->next;
-    if (ev->next)
-        ev->next->prev = ev->prev;
-    event_free(ev->timer);
-    free(ev);
+    event_free_unlinked(ev);
 }
 
 /* ---- frames from the server --------------------------------------------- */

@@ -46,3 +46,22 @@ def go_plugin_conf(prefix, names, plugins=None, **per_server):
         for what, value in per_server.items():
             conf[server_key(n, what)] = value
     return conf
+
+
+def server_pids(dp_pid, marker):
+    """Processes whose parent is the data plane (the plugin servers it
+    started) and whose command line contains marker (bytes)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == dp_pid and marker in cmd:
+            pids.append(int(d))
+    return pids

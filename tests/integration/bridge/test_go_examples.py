@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import declarative, route, service, wait_until
-from bridge.pluginservers import go_plugin_conf
+from bridge.pluginservers import go_plugin_conf, server_pids
 
 HELLO_ID = "7a1d0c9e-1f3b-4c8e-9a55-0b2f4d6e8a01"
 AUTH_ID = "7a1d0c9e-1f3b-4c8e-9a55-0b2f4d6e8a02"
@@ -40,21 +40,8 @@ def start(sluice_factory, tmp_path, decl, names=ALL, **per_server):
 
 
 def plugin_server_pids(dp_pid, name):
-    """Processes whose parent is the data plane and whose command runs `name`."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read().split(b"\0")
-        except OSError:
-            continue
-        if ppid == dp_pid and cmd and cmd[0].endswith(b"/go-plugins/" + name.encode()):
-            pids.append(int(d))
-    return pids
+    """The Go example server `name` the data plane started."""
+    return server_pids(dp_pid, b"/go-plugins/" + name.encode())
 
 
 # ----------------------------------------------------------------- hello

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import REPO, declarative, route, service, wait_until
-from bridge.test_go_examples import plugin_server_pids
+from bridge.pluginservers import server_pids
 
 EXAMPLES = REPO / "pdk-examples"
 PY_HELLO = EXAMPLES / "python" / "py-hello.py"
@@ -135,20 +135,7 @@ def test_killed_python_server_recovers(sluice_factory, upstream):
     assert s.get("/").header("x-hello-from-python") == "Python says x to sluice.test"
 
     def py_pids():
-        out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open("/proc/%s/cmdline" % d, "rb") as f:
-                    cmd = f.read()
-            except OSError:
-                continue
-            if ppid == s.pid and b"py-hello.py" in cmd:
-                out.append(int(d))
-        return out
+        return server_pids(s.pid, b"py-hello.py")
 
     old = wait_until(py_pids, what="the Python server")[0]
     os.kill(old, signal.SIGKILL)

@@ -420,11 +420,10 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* The socket file's inode (0: none): a server that listens replaces it. */
-static ino_t socket_inode(const char *path)
+static bool is_socket(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode) ? st.st_ino : 0;
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 int sl_bridge_start(struct event_base *base, unsigned wait_ms, sl_errors_t *errs)
@@ -438,31 +437,31 @@ int sl_bridge_start(struct event_base *base, unsigned wait_ms, sl_errors_t *errs
         return SL_OK;
     sigchld_ev = evsignal_new(base, SIGCHLD, on_sigchld, NULL);
     event_add(sigchld_ev, NULL);
-    ino_t *before = sl_xcalloc(nservers, sizeof(*before));
     for (size_t i = 0; i < nservers; i++) {
         server_t *s = servers[i];
         if (!s->start_cmd)
             continue;
-        before[i] = socket_inode(s->socket);
+        /* A socket file left by an earlier run: the server replaces it
+         * anyway, and its absence until then says the server is not
+         * listening yet. */
+        if (is_socket(s->socket))
+            unlink(s->socket);
         s->restart_ev = evtimer_new(base, on_restart, s);
         if (spawn(s) != 0) {
             sl_errors_add(errs, "pluginserver %s: cannot start '%s': %s", s->name, s->start_cmd,
                           strerror(errno));
-            free(before);
             return SL_ERR_IO;
         }
     }
     /* Give the servers a moment to listen, so that the first requests
-     * find them; one that is slow only costs those requests. A new socket
+     * find them; one that is slow only costs those requests. The socket
      * file says so without a connection (go-pdk logs every one). */
     uint64_t deadline = sl_now_ms() + wait_ms;
     for (size_t i = 0; i < nservers; i++) {
         server_t *s = servers[i];
         if (!s->start_cmd)
             continue;
-        ino_t ino;
-        while (((ino = socket_inode(s->socket)) == 0 || ino == before[i]) &&
-               sl_now_ms() < deadline) {
+        while (!is_socket(s->socket) && sl_now_ms() < deadline) {
             int status;
             if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
                 reaped(s, status);
@@ -470,14 +469,12 @@ int sl_bridge_start(struct event_base *base, unsigned wait_ms, sl_errors_t *errs
             }
             usleep(10000);
         }
-        ino = socket_inode(s->socket);
-        if (s->pid > 0 && (ino == 0 || ino == before[i]))
+        if (s->pid > 0 && !is_socket(s->socket))
             SL_WARN("pluginserver %s: nothing accepts connections on %s yet; requests for its "
                     "plugins fail until it does (is pluginserver_%s_socket where the server "
                     "listens?)",
                     s->name, s->socket, s->name);
     }
-    free(before);
     return SL_OK;
 }
 

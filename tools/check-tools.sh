@@ -20,12 +20,7 @@ $PY -c 'import pytest' 2>/dev/null || need "python module pytest"
 command -v node >/dev/null 2>&1 || need "node (Node.js: pdk-examples/js/ runs on it)"
 [ -x pdk-examples/js/node_modules/.bin/kong-js-pluginserver ] ||
     need "pdk-examples/js/node_modules (Kong's JavaScript PDK, npm ci)"
-if [ -f tests/requirements.txt ]; then
-    while read -r line; do
-        mod=${line%%[=<>]*}
-        mod=$(echo "$mod" | tr -d '[:space:]')
-        [ -z "$mod" ] || [ "${mod:0:1}" = "#" ] && continue
-        $PY -c "import ${mod//-/_}" 2>/dev/null || need "python module $mod"
-    done < tests/requirements.txt
-fi
+for dist in $(tools/py-requirements.sh "$PY" 2>/dev/null); do
+    need "python package $dist"
+done
 [ $fail -eq 0 ] || { echo "check-tools: required tools are missing" >&2; exit 1; }

@@ -28,13 +28,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-py_missing=0
-while read -r line; do
-    mod=$(echo "${line%%[=<>]*}" | tr -d '[:space:]')
-    { [ -z "$mod" ] || [ "${mod:0:1}" = "#" ]; } && continue
-    $PY -c "import ${mod//-/_}" 2>/dev/null || py_missing=1
-done < tests/requirements.txt
-if [ $py_missing -eq 1 ]; then
+if ! tools/py-requirements.sh "$PY" >/dev/null 2>&1; then
     echo "deps: installing Python packages from tests/requirements.txt"
     $PY -m pip install -q -r tests/requirements.txt
 fi

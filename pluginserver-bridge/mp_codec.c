@@ -960,8 +960,7 @@ static int envelope(json_t *a, sl_mp_msg_t *m, sl_mp_err_t *err)
         }
         json_t *id = json_array_get(a, 1), *e = json_array_get(a, 2);
         if (!json_is_integer(id)) {
-            set_err(err, "plugin server response: the msgid is %s, not an integer",
-                    json_kind(id));
+            set_err(err, "plugin server response: the msgid is %s, not an integer", json_kind(id));
             return SL_ERR_INVALID;
         }
         if (!json_is_null(e) && !json_is_string(e)) {

@@ -210,7 +210,9 @@ static void clear_header(struct call *c, const struct header_ops *ops)
  * One entry per method that fits a shape; exactly one member is set. The
  * input and output types are the method table's (pb_codec.c):
  *   str, cstr   Empty -> String          num    Empty -> Int
- *   lookup      String -> String ("" when absent, as go-pdk gets for nil)
+ *   lookup      String -> String (an empty frame when absent: nil; a present
+ *               empty value is sent as a field, which go-pdk reads as ""
+ *               either way and a MsgPack client sees as "")
  *   multimap    Int (max) -> Struct      json   Empty -> the output table
  *   value_get   String -> Value          value_set   KV -> Empty or String
  *   set         String -> Empty          table  Struct -> Empty
@@ -316,9 +318,9 @@ static bool call_shaped(struct call *c)
         sl_pb_put_int(c->out, o->num(c->p));
     } else if (o->lookup) {
         if (o->lookup(c->p, s, &v))
-            put_str(c, v);
+            sl_pb_put_string_set(c->out, v.p, v.len);
         else
-            sl_pb_put_empty(c->out);
+            sl_pb_put_empty(c->out); /* nil */
     } else if (o->multimap) {
         get_multimap(c, o->multimap);
     } else if (o->json) {

@@ -133,6 +133,14 @@ static int unwrap(const sl_pb_method_t *m, const sl_sb_t *frame, sl_pdk_mp_resul
     size_t n = frame->len - SL_PB_FRAME_HEAD;
     if (m->out == SL_PB_T_EMPTY)
         return SL_OK;
+    /* Kong's nil where ProtoBuf can only say "empty": no consumer,
+     * credential, route or service; no header, argument or variable of
+     * that name. */
+    bool entity = m->out == SL_PB_T_CONSUMER || m->out == SL_PB_T_CREDENTIAL ||
+                  m->out == SL_PB_T_ROUTE || m->out == SL_PB_T_SERVICE;
+    bool lookup = m->in == SL_PB_T_STRING && m->out == SL_PB_T_STRING;
+    if (n == 0 && (entity || lookup))
+        return SL_OK;
     ProtobufCMessage *msg = NULL;
     int rc = sl_pb_decode(sl_pb_type_descriptor(m->out), p, n, NULL, NULL, &msg, err);
     if (rc != SL_OK)
@@ -170,10 +178,26 @@ static int unwrap(const sl_pb_method_t *m, const sl_sb_t *frame, sl_pdk_mp_resul
     return rc;
 }
 
+/* kong.response.error(status, message, headers): a PDK function the
+ * ProtoBuf table lacks, which Kong's Python and JavaScript PDKs expose. */
+static int response_error(sl_pdk_t *p, const json_t *args)
+{
+    const json_t *a = json_is_array(args) ? args : NULL;
+    json_t *status = json_array_get(a, 0), *message = json_array_get(a, 1);
+    json_t *headers = json_array_get(a, 2);
+    if (json_is_object(headers))
+        sl_pdk_response_set_headers(p, headers);
+    int code = json_is_integer(status) ? (int)json_integer_value(status) : 500;
+    sl_pdk_response_error(p, code, json_is_string(message) ? json_string_value(message) : NULL);
+    return SL_DONE;
+}
+
 int sl_pdk_rpc_mp(sl_pdk_t *p, const char *method, const json_t *args, sl_pdk_mp_result_t *res,
                   sl_pb_err_t *err)
 {
     memset(res, 0, sizeof(*res));
+    if (!strcmp(method, "kong.response.error"))
+        return response_error(p, args);
     const sl_pb_method_t *m = sl_pb_method_find(method, strlen(method));
     if (!m) {
         /* Kong logs it and answers nil (5.3). */

@@ -126,8 +126,10 @@ static void *worker_main(void *arg)
     sl_worker_t *w = arg;
     SL_DEBUG("worker %d: started", w->id);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    /* External plugins' events first: the log handlers of native plugins
+     * may still run after them, for the same requests. */
+    sl_bridge_worker_exit();
     sl_native_plugins_worker_exit();
-    sl_bridge_worker_exit(); /* ends the external plugins' events, then their connections */
     SL_DEBUG("worker %d: stopped", w->id);
     atomic_fetch_add(w->done, 1);
     return NULL;

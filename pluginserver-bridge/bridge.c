@@ -56,12 +56,15 @@
 #define READ_CHUNK 16384
 #define RESTART_INTERVAL_MS 1000
 #define STOP_GRACE_MS 2000
+/* How long a stopping worker waits for its events to finish. */
+#define EXIT_GRACE_MS 5000
 
 struct sl_bridge_server_s {
     char *name;
+    char *key; /* the name as its settings spell it: lower-case, '-' as '_' */
     char *socket;
     char *start_cmd; /* NULL: managed externally */
-    bool protobuf;   /* ProtoBuf:1; MsgPack:1 servers are known but not run */
+    bool protobuf;   /* ProtoBuf:1, else MsgPack:1 */
     uint64_t timeout_ms;
     bool fail_open;
     size_t max_frame;
@@ -199,6 +202,9 @@ int sl_bridge_configure(const sl_conf_t *conf, const char *prefix, sl_errors_t *
             continue;
         server_t *s = sl_xcalloc(1, sizeof(*s));
         s->name = sl_xstrdup(names[i]);
+        s->key = sl_xstrdup(names[i]);
+        for (char *k = s->key; *k; k++)
+            *k = *k == '-' ? '_' : *k;
         s->protobuf = protocol && !strcmp(protocol, "ProtoBuf:1");
         s->pid = -1;
         read_server(s, conf, prefix, errs);
@@ -222,6 +228,7 @@ void sl_bridge_reset(void)
     for (size_t i = 0; i < nservers; i++) {
         server_t *s = servers[i];
         free(s->name);
+        free(s->key);
         free(s->socket);
         free(s->start_cmd);
         free(s);
@@ -393,7 +400,7 @@ static void reaped(server_t *s, int status)
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
         SL_ERROR("pluginserver %s (pid %d) exited with status 127 (command not found): not "
                  "restarting it; check pluginserver_%s_start_cmd",
-                 s->name, (int)pid, s->name);
+                 s->name, (int)pid, s->key);
         s->given_up = true;
         return;
     }
@@ -473,7 +480,7 @@ int sl_bridge_start(struct event_base *base, unsigned wait_ms, sl_errors_t *errs
             SL_WARN("pluginserver %s: nothing accepts connections on %s yet; requests for its "
                     "plugins fail until it does (is pluginserver_%s_socket where the server "
                     "listens?)",
-                    s->name, s->socket, s->name);
+                    s->name, s->socket, s->key);
     }
     return SL_OK;
 }
@@ -1129,7 +1136,9 @@ static void instance_ready(event_t *ev, int32_t remote_id)
     send_event(ev, slot);
 }
 
-static void started(event_t *ev, const void *p, size_t n)
+/* The answer to start_instance. Returns whether the connection is still
+ * the event's (the event was sent on it). */
+static bool started(event_t *ev, const void *p, size_t n)
 {
     pconn_t *c = ev->conn;
     sl_pb_return_t *ret = NULL;
@@ -1140,11 +1149,12 @@ static void started(event_t *ev, const void *p, size_t n)
     if (rc != SL_OK) {
         event_failed(ev, false, "bad answer to start_instance: %s",
                      rc == SL_DECLINED ? "an empty frame" : err.msg);
-        return;
+        return false;
     }
     int32_t id = ret->instance_status->instance_id;
     sl_pb_return_free(ret, NULL);
     instance_ready(ev, id);
+    return ev->conn == c;
 }
 
 /* What event_frame left of the connection. */
@@ -1212,13 +1222,20 @@ static void conn_timeout(evutil_socket_t fd, short what, void *arg)
         return;
     }
     event_failed(ev, false, "no answer within %llu ms (pluginserver_%s_timeout)",
-                 (unsigned long long)c->server->timeout_ms, c->server->name);
+                 (unsigned long long)c->server->timeout_ms, c->server->key);
 }
 
 /* The connection closed or failed while idle or during a call. */
 static void conn_broke(pconn_t *c, const char *why)
 {
     event_t *ev = c->ev;
+    if (!ev && c->mp) {
+        /* Kong's Python and JavaScript servers number instances from 0
+         * again when they restart and say nothing of it: a server that
+         * closes its connections may hand our cached ids to other
+         * instances, so start them again. */
+        atomic_fetch_add(&c->server->epoch, 1);
+    }
     if (!ev) {
         if (c->state == PC_IDLE)
             pool_remove(c);
@@ -1251,30 +1268,28 @@ static bool mp_step(event_t *ev, int rc, sl_bridge_mp_result_t *res)
     return true;
 }
 
-/* The connection is done with its event and goes back to the pool. */
-static void mp_release(event_t *ev, int result)
+/* The event is over and its connection free: the caller pools it. */
+static int mp_release(event_t *ev, int result)
 {
-    pconn_t *c = ev->conn;
-    c->ev = NULL;
+    ev->conn->ev = NULL;
     ev->conn = NULL;
-    pool_put(c);
     event_finish(ev, result);
+    return FRAME_DONE;
 }
 
 /* A HandleEvent or Step result: the end of the handler, or its next PDK
- * call. Returns false when the connection is no longer the event's. */
-static bool mp_event_result(event_t *ev, const json_t *result)
+ * call. Returns FRAME_MORE (a Step is on its way), FRAME_DONE (the event is
+ * over; the caller pools the connection) or FRAME_GONE (closed). */
+static int mp_event_result(event_t *ev, const json_t *result)
 {
     sl_mp_pdk_call_t call;
     sl_mp_err_t merr;
     int rc = sl_mp_event_result(result, &call, &merr);
-    if (rc == SL_DONE) {
-        mp_release(ev, SL_BRIDGE_OK);
-        return false;
-    }
+    if (rc == SL_DONE)
+        return mp_release(ev, SL_BRIDGE_OK);
     if (rc != SL_OK) {
         event_failed(ev, false, "protocol error: %s", merr.msg);
-        return false;
+        return FRAME_GONE;
     }
     ev->event_id = call.event_id;
     snprintf(ev->step_method, sizeof(ev->step_method), "%s", call.method.p);
@@ -1284,21 +1299,20 @@ static bool mp_event_result(event_t *ev, const json_t *result)
     sl_mp_pdk_call_dispose(&call);
     if (res.method && (res.method->flags & SL_PB_M_WRITES))
         ev->wrote = true;
-    bool alive = false;
+    int left = FRAME_GONE;
     if (rc == SL_DONE)
-        mp_release(ev, SL_BRIDGE_EXIT); /* kong.response.exit: no Step */
+        left = mp_release(ev, SL_BRIDGE_EXIT); /* kong.response.exit: no Step */
     else if (rc == SL_OK || rc == SL_DECLINED)
-        alive = mp_step(ev, rc, &res);
+        left = mp_step(ev, rc, &res) ? FRAME_MORE : FRAME_GONE;
     else
         event_failed(ev, false, "%s: %s", ev->step_method, err.msg[0] ? err.msg : "failed");
     json_decref(res.data);
     free(res.error);
-    return alive;
+    return left;
 }
 
-/* The response to the call in flight. Returns false when the connection is
- * no longer the event's. */
-static bool mp_response(event_t *ev, const sl_mp_msg_t *m)
+/* The response to the call in flight; returns as mp_event_result. */
+static int mp_response(event_t *ev, const sl_mp_msg_t *m)
 {
     pconn_t *c = ev->conn;
     if (m->error) {
@@ -1308,7 +1322,7 @@ static bool mp_response(event_t *ev, const sl_mp_msg_t *m)
          * for a broken connection, start it again and re-run the event. */
         event_failed(ev, sl_mp_is_no_instance(e, n), "the server answered: %.*s",
                      (int)(n > 200 ? 200 : n), e);
-        return false;
+        return FRAME_GONE;
     }
     if (c->state == PC_START) {
         int64_t id = 0;
@@ -1316,10 +1330,10 @@ static bool mp_response(event_t *ev, const sl_mp_msg_t *m)
         if (sl_mp_instance_id(m->result, &id, &merr) != SL_OK || id < INT32_MIN || id > INT32_MAX) {
             event_failed(ev, false, "bad answer to StartInstance: %s",
                          merr.msg[0] ? merr.msg : "Id out of range");
-            return false;
+            return FRAME_GONE;
         }
         instance_ready(ev, (int32_t)id);
-        return c->ev == ev;
+        return ev->conn == c ? FRAME_MORE : FRAME_GONE;
     }
     return mp_event_result(ev, m->result);
 }
@@ -1353,8 +1367,10 @@ static void mp_input(pconn_t *c)
             break;
         if (rc != SL_OK) {
             if (ev)
-                event_failed(ev, false, "%s (pluginserver_%s_max_frame)", merr.msg,
-                             c->server->name);
+                event_failed(ev, false, "%s%s%s%s", merr.msg,
+                             rc == SL_ERR_TOO_BIG ? " (pluginserver_" : "",
+                             rc == SL_ERR_TOO_BIG ? c->server->key : "",
+                             rc == SL_ERR_TOO_BIG ? "_max_frame)" : "");
             else
                 conn_broke(c, merr.msg);
             return;
@@ -1373,16 +1389,17 @@ static void mp_input(pconn_t *c)
             return;
         }
         evtimer_del(c->timer);
-        bool alive = mp_response(ev, &m);
+        int left = mp_response(ev, &m);
         sl_mp_msg_dispose(&m);
-        if (!alive) {
-            /* Pooled (or closed): bytes after the response were never
-             * asked for. */
-            if (c->ev == NULL && c->state == PC_IDLE && off < c->in_len) {
-                pool_remove(c);
+        if (left == FRAME_GONE)
+            return; /* c is freed */
+        if (left == FRAME_DONE) {
+            /* Bytes after the response were never asked for. */
+            if (off < c->in_len) {
                 conn_free(c);
-            } else if (c->ev == NULL && c->state == PC_IDLE) {
+            } else {
                 c->in_len = 0;
+                pool_put(c);
             }
             return;
         }
@@ -1430,7 +1447,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (rc != SL_OK) {
-            event_failed(ev, false, "%s (pluginserver_%s_max_frame)", err.msg, c->server->name);
+            event_failed(ev, false, "%s (pluginserver_%s_max_frame)", err.msg, c->server->key);
             return;
         }
         evtimer_del(c->timer);
@@ -1438,7 +1455,8 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
             /* started() may send the event on this connection: keep the
              * bytes after this frame for it. */
             off += f.size;
-            started(ev, f.p, f.len);
+            if (!started(ev, f.p, f.len))
+                return; /* c is freed */
         } else {
             int left = event_frame(ev, f.p, f.len);
             if (left == FRAME_GONE)
@@ -1459,8 +1477,6 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
                 evtimer_add(c->timer, &tv);
             }
         }
-        if (c->ev != ev || !c->ev)
-            return;
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
@@ -1473,13 +1489,30 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void on_exit_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    *(bool *)arg = true;
+}
+
 void sl_bridge_worker_exit(void)
 {
     struct wstate *ws = tls;
     if (!ws)
         return;
+    /* Events still running (log handlers of requests already answered)
+     * get a few seconds to finish on the worker's loop. */
+    bool late = false;
+    struct event *deadline = evtimer_new(ws->base, on_exit_deadline, &late);
+    struct timeval tv = ms_tv(EXIT_GRACE_MS);
+    evtimer_add(deadline, &tv);
+    while (ws->events && !late)
+        event_base_loop(ws->base, EVLOOP_ONCE);
+    event_free(deadline);
     while (ws->events) {
         event_t *ev = ws->events;
+        if (ev->state != EV_FINISHED)
+            SL_WARN("pluginserver %s: shutting down: the %s event of plugin %s did not finish",
+                    ev->inst->server->name, ev->phase, ev->inst->name);
         const sl_bridge_ops_t *ops = ev->ops;
         void *req = ev->req;
         bool open = ev->inst->server->fail_open;

@@ -1700,6 +1700,14 @@ void sl_pb_put_string(sl_sb_t *out, const char *s, size_t n)
     utf8_repair(s, n, dst + k);
 }
 
+void sl_pb_put_string_set(sl_sb_t *out, const char *s, size_t n)
+{
+    if (n)
+        sl_pb_put_string(out, s, n);
+    else
+        frame_put_field(out, 0x0a, s, 0, true);
+}
+
 void sl_pb_put_int(sl_sb_t *out, int32_t v)
 {
     if (v == 0) {

@@ -405,6 +405,10 @@ void sl_pb_arg_dispose(sl_pb_arg_t *arg);
  * anyway and the plugin gets an error). */
 void sl_pb_put_empty(sl_sb_t *out);
 void sl_pb_put_string(sl_sb_t *out, const char *s, size_t n);
+/* As sl_pb_put_string, but "" is sent as a present field (0a 00) rather
+ * than left out: decoders read "" either way, but the gateway's own
+ * MsgPack side tells a present empty value from nil (an empty frame). */
+void sl_pb_put_string_set(sl_sb_t *out, const char *s, size_t n);
 void sl_pb_put_int(sl_sb_t *out, int32_t v);
 void sl_pb_put_number(sl_sb_t *out, double v);
 void sl_pb_put_bool(sl_sb_t *out, bool v);

@@ -3,8 +3,10 @@
 
 During access it reads one request header (host, unless the configuration
 names another) and sets x-hello-from-python: "Python says <message> to
-<value>". With config.deny set, a request carrying the header x-deny is
-answered 403 through kong.response.exit instead. In the log phase it appends
+<value>" ("to nobody" when the request has no such header: the PDK answers
+None). With config.deny set, a request carrying the header x-deny is
+answered 403 through kong.response.exit instead, and one carrying x-fail
+gets kong.response.error's 503. In the log phase it appends
 the request's method, path and response status to config.log_path when set,
 one JSON line per request.
 
@@ -42,14 +44,19 @@ class Plugin(object):
                 kong.response.exit(403, {"message": "denied by py-hello"},
                                    {"X-Denied-By": "py-hello"})
                 return
+            failed, _ = kong.request.get_header("x-fail")
+            if failed:
+                kong.response.error(503, "py-hello is unavailable")
+                return
         name = self.config.get("header") or "host"
         value, err = kong.request.get_header(name)
         if err:
             kong.log.err("py-hello: reading ", name, ": ", err)
             return
         message = self.config.get("message") or "hello"
+        who = "nobody" if value is None else value
         kong.response.set_header("x-hello-from-python",
-                                 "Python says %s to %s" % (message, value or ""))
+                                 "Python says %s to %s" % (message, who))
 
     def log(self, kong: kong.kong):
         path = self.config.get("log_path")

@@ -80,12 +80,30 @@ def test_python_plugin_access_exit_and_log(sluice_factory, upstream, tmp_path):
     assert r.json() == {"message": "denied by py-hello"}
     assert r.header("x-denied-by") == "py-hello"
     assert r.header("content-type") == "application/json; charset=utf-8"
+    # kong.response.error, which the ProtoBuf table lacks.
+    r = s.get("/py/failed", headers=[("x-fail", "1")])
+    assert r.status == 503
+    assert r.json()["message"] == "py-hello is unavailable"
+    assert r.json()["request_id"] == r.header("x-kong-request-id")
     # The log phase ran after each response, with the request and the status.
-    lines = wait_until(lambda: logf.exists() and len(logf.read_text().splitlines()) >= 2
-                       and logf.read_text().splitlines(), what="two log lines")
+    lines = wait_until(lambda: logf.exists() and len(logf.read_text().splitlines()) >= 3
+                       and logf.read_text().splitlines(), what="three log lines")
     entries = [json.loads(l) for l in lines]
     assert {"method": "GET", "path": "/py/path", "status": 200} in entries
     assert {"method": "GET", "path": "/py/denied", "status": 403} in entries
+    assert {"method": "GET", "path": "/py/failed", "status": 503} in entries
+
+
+def test_python_pdk_sees_nil_for_what_is_absent(sluice_factory, upstream):
+    """Kong answers nil (None) for a header the request does not have, not ""."""
+    decl = declarative([service("echo", upstream.url, routes=[route("r", paths=["/"])])],
+                       plugins=[plugin("py-hello", {"header": "x-absent"}, PY_ID)])
+    s = start(sluice_factory, decl)
+    assert s.get("/").header("x-hello-from-python") == "Python says hello to nobody"
+    # A present empty value is "" (the field's trailing space is trimmed as
+    # HTTP trims it).
+    r = s.get("/", headers=[("X-Absent", "")])
+    assert r.header("x-hello-from-python") == "Python says hello to"
 
 
 def test_javascript_plugin_access_and_exit(sluice_factory, upstream):

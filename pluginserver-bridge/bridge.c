@@ -51,8 +51,10 @@
 /* How long an event waits for a restarting server to accept again. */
 #define RECONNECT_WINDOW_MS 1000
 #define RECONNECT_STEP_MS 20
-/* Idle connections a worker keeps per server. */
+/* Idle connections a worker keeps per server, and how many it opens at
+ * most: events beyond that wait for one (up to the server's timeout). */
 #define POOL_IDLE_MAX 64
+#define DEFAULT_CONNECTIONS 256
 #define READ_CHUNK 16384
 #define RESTART_INTERVAL_MS 1000
 #define STOP_GRACE_MS 2000
@@ -68,6 +70,7 @@ struct sl_bridge_server_s {
     uint64_t timeout_ms;
     bool fail_open;
     size_t max_frame;
+    size_t connections; /* open at most per worker */
     size_t index;
     _Atomic unsigned epoch;
     _Atomic long mp_pid; /* MsgPack:1: the pid its serverPid notification gave */
@@ -157,14 +160,19 @@ static void read_server(server_t *s, const sl_conf_t *conf, const char *prefix, 
                           sl_conf_get(conf, key));
     }
     s->max_frame = (size_t)max;
+    int64_t conns = DEFAULT_CONNECTIONS;
+    sl_pluginserver_key(s->name, "connections", key, sizeof(key));
+    if (sl_conf_get(conf, key))
+        sl_conf_get_int(conf, key, 1, 65536, &conns, errs);
+    s->connections = (size_t)conns;
 }
 
 /* A pluginserver_* key that names no configured server or no setting is a
  * typo that would otherwise go unnoticed. */
 static void check_keys(const sl_conf_t *conf, sl_errors_t *errs)
 {
-    static const char *const settings[] = {"socket",  "start_cmd", "query_cmd",
-                                           "timeout", "fail_open", "max_frame"};
+    static const char *const settings[] = {"socket",    "start_cmd", "query_cmd",  "timeout",
+                                           "fail_open", "max_frame", "connections"};
     for (size_t i = 0; i < sl_conf_family_count(conf); i++) {
         const char *value;
         const char *key = sl_conf_family_key(conf, i, &value);
@@ -182,7 +190,7 @@ static void check_keys(const sl_conf_t *conf, sl_errors_t *errs)
             sl_errors_add(errs,
                           "%s: not a setting of a server in pluginserver_names (settings are "
                           "pluginserver_<name>_socket, _start_cmd, _query_cmd, _timeout, "
-                          "_fail_open and _max_frame)",
+                          "_fail_open, _max_frame and _connections)",
                           key);
     }
 }
@@ -696,12 +704,14 @@ struct wstate {
     struct event_base *base;
     pconn_t **idle; /* per server */
     size_t *nidle;
+    size_t *nopen;                     /* per server: connections open */
+    struct sl_bridge_event_s **queued; /* per server: events waiting for one */
     slot_t *slots[SLOT_BUCKETS];
     event_t *events; /* in flight, for worker_exit */
 };
 
 /* Event states. */
-enum { EV_NEW, EV_WAITING, EV_CONNECTING, EV_STARTING, EV_RUNNING, EV_FINISHED };
+enum { EV_NEW, EV_WAITING, EV_QUEUED, EV_CONNECTING, EV_STARTING, EV_RUNNING, EV_FINISHED };
 
 struct sl_bridge_event_s {
     event_t *prev, *next; /* in ws->events */
@@ -721,8 +731,9 @@ struct sl_bridge_event_s {
     int64_t event_id;                            /* MsgPack:1: the server's */
     char step_method[SL_MP_METHOD_NAME_MAX + 1]; /* MsgPack:1: the call answered */
     uint64_t connect_deadline;
-    struct event *timer; /* connect retries and the deferred done */
-    char why[256];       /* the failure, for the log */
+    uint64_t queue_deadline; /* waiting for a connection (EV_QUEUED) until */
+    struct event *timer;     /* connect retries and the deferred done */
+    char why[256];           /* the failure, for the log */
 };
 
 static _Thread_local struct wstate *tls;
@@ -734,6 +745,8 @@ static struct wstate *wstate_for(struct event_base *base)
         tls->base = base;
         tls->idle = sl_xcalloc(nservers ? nservers : 1, sizeof(*tls->idle));
         tls->nidle = sl_xcalloc(nservers ? nservers : 1, sizeof(*tls->nidle));
+        tls->nopen = sl_xcalloc(nservers ? nservers : 1, sizeof(*tls->nopen));
+        tls->queued = sl_xcalloc(nservers ? nservers : 1, sizeof(*tls->queued));
     }
     return tls;
 }
@@ -772,8 +785,12 @@ static void conn_timeout(evutil_socket_t fd, short what, void *arg);
 static void event_failed(event_t *ev, bool broken, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+static void conn_released(struct wstate *ws, size_t server);
+
 static void conn_free(pconn_t *c)
 {
+    struct wstate *ws = c->ws;
+    size_t server = c->server->index;
     event_free(c->rev);
     event_free(c->wev);
     event_free(c->timer);
@@ -782,6 +799,8 @@ static void conn_free(pconn_t *c)
     free(c->in);
     sl_sb_dispose(&c->out);
     free(c);
+    ws->nopen[server]--;
+    conn_released(ws, server);
 }
 
 /* Takes an idle connection out of its pool. */
@@ -812,6 +831,7 @@ static void pool_put(pconn_t *c)
     c->next = ws->idle[i];
     ws->idle[i] = c;
     ws->nidle[i]++;
+    conn_released(ws, i);
 }
 
 /* Connects to the server's socket. Returns the connection, or NULL with
@@ -830,6 +850,7 @@ static pconn_t *conn_open(struct wstate *ws, server_t *s)
         return NULL;
     }
     pconn_t *c = sl_xcalloc(1, sizeof(*c));
+    ws->nopen[s->index]++;
     c->ws = ws;
     c->server = s;
     c->fd = fd;
@@ -846,6 +867,8 @@ static pconn_t *conn_open(struct wstate *ws, server_t *s)
     return c;
 }
 
+/* An idle connection, or a new one; NULL with errno EBUSY when the worker
+ * has as many open as it may. */
 static pconn_t *conn_take(struct wstate *ws, server_t *s)
 {
     pconn_t *c = ws->idle[s->index];
@@ -854,6 +877,10 @@ static pconn_t *conn_take(struct wstate *ws, server_t *s)
         ws->nidle[s->index]--;
         c->next = NULL;
         return c;
+    }
+    if (ws->nopen[s->index] >= s->connections) {
+        errno = EBUSY;
+        return NULL;
     }
     return conn_open(ws, s);
 }
@@ -905,6 +932,8 @@ static void event_free_unlinked(event_t *ev)
     free(ev);
 }
 
+static void unlink_queued(event_t *ev);
+
 static void on_event_timer(evutil_socket_t fd, short what, void *arg)
 {
     event_t *ev = arg;
@@ -916,7 +945,9 @@ static void on_event_timer(evutil_socket_t fd, short what, void *arg)
         ops->done(req, rc);
         return;
     }
-    event_next(ev); /* a connect retry */
+    if (ev->state == EV_QUEUED)
+        unlink_queued(ev); /* waited for a connection until its deadline */
+    event_next(ev);        /* a connect retry, a wait that ended */
 }
 
 /* Ends the event: its done() runs from the loop, never from the caller. */
@@ -1040,6 +1071,26 @@ static void event_next(event_t *ev)
     }
     if (!ev->conn) {
         pconn_t *c = conn_take(ev->ws, s);
+        if (!c && errno == EBUSY) {
+            /* Every connection is busy: wait for one, within the timeout. */
+            uint64_t now = sl_now_ms();
+            if (!ev->queue_deadline)
+                ev->queue_deadline = now + s->timeout_ms;
+            if (now >= ev->queue_deadline) {
+                ev->retried = true;
+                event_failed(ev, false,
+                             "all %zu connections of this worker were busy for %llu ms "
+                             "(pluginserver_%s_connections)",
+                             s->connections, (unsigned long long)s->timeout_ms, s->key);
+                return;
+            }
+            ev->state = EV_QUEUED;
+            ev->next_waiter = ev->ws->queued[s->index];
+            ev->ws->queued[s->index] = ev;
+            struct timeval tv = ms_tv(ev->queue_deadline - now);
+            evtimer_add(ev->timer, &tv);
+            return;
+        }
         if (!c) {
             int e = errno;
             uint64_t now = sl_now_ms();
@@ -1092,6 +1143,32 @@ sl_bridge_event_t *sl_bridge_event(struct event_base *base, const sl_bridge_inst
     return ev;
 }
 
+/* A connection of the server became free (pooled or closed): the event
+ * that waited longest for one goes on. */
+static void conn_released(struct wstate *ws, size_t server)
+{
+    event_t **pp = &ws->queued[server];
+    if (!*pp)
+        return;
+    while ((*pp)->next_waiter)
+        pp = &(*pp)->next_waiter;
+    event_t *ev = *pp;
+    *pp = NULL;
+    ev->state = EV_NEW;
+    event_active(ev->timer, EV_TIMEOUT, 0);
+}
+
+static void unlink_queued(event_t *ev)
+{
+    for (event_t **pp = &ev->ws->queued[ev->inst->server->index]; *pp; pp = &(*pp)->next_waiter) {
+        if (*pp == ev) {
+            *pp = ev->next_waiter;
+            ev->next_waiter = NULL;
+            return;
+        }
+    }
+}
+
 static void unlink_waiter(event_t *ev)
 {
     slot_t *slot = slot_of(ev->ws, ev->inst->plugin_id);
@@ -1107,6 +1184,8 @@ void sl_bridge_event_cancel(sl_bridge_event_t *ev)
 {
     if (ev->state == EV_WAITING)
         unlink_waiter(ev);
+    if (ev->state == EV_QUEUED)
+        unlink_queued(ev);
     if (ev->conn) {
         /* The server may be inside the handler: the connection cannot be
          * reused. */
@@ -1538,6 +1617,8 @@ void sl_bridge_worker_exit(void)
     }
     free(ws->idle);
     free(ws->nidle);
+    free(ws->nopen);
+    free(ws->queued);
     free(ws);
     tls = NULL;
 }

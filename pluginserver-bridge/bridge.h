@@ -23,6 +23,9 @@
  *                                      is skipped (logged); off (default):
  *                                      the request gets a 500
  *      pluginserver_<name>_max_frame   largest frame accepted; default 16m
+ *      pluginserver_<name>_connections connections each worker opens at
+ *                                      most; events beyond wait for one
+ *                                      (within the timeout); default 256
  *    (<name> lower-cased, '-' as '_'; every key also as SLUICE_<KEY>).
  *
  *  - Supervisor (main thread's event loop): starts each server that has a
@@ -73,7 +76,7 @@ struct event_base;
     {                                                                                              \
         "pluginserver_*", NULL,                                                                    \
             "pluginserver_<name>_socket, _start_cmd, _query_cmd, _timeout, _fail_open, "           \
-            "_max_frame: see docs/configuration.md"                                                \
+            "_max_frame, _connections: see docs/configuration.md"                                  \
     }
 
 /* ---- Configuration (main thread) ---------------------------------------- */

@@ -178,13 +178,17 @@ run_wrk() { # key url pid [lua-script]
     [ -n "$script" ] && args+=(-s "$script")
     # A short warm-up so that pools and caches are filled.
     "$WRK" -t1 -c"$CONNS" -d1s ${script:+-s "$script"} "$url" >/dev/null 2>&1 || true
-    local t0 t1
+    local t0 t1 s0 s1
     t0=$(cpu_ticks "$pid")
+    s0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     "$WRK" "${args[@]}" "$url" >"$out" 2>&1 || die "wrk failed for $key: $(cat "$out")"
     t1=$(cpu_ticks "$pid")
-    local rps p50 p99 non2xx errs reqs cpu
+    s1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    local rps p50 p99 non2xx errs reqs cpu self
     reqs=$(awk '/requests in/ {print $1}' "$out")
     cpu=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / (n > 0 ? n : 1) }')
+    self=$(awk -v a="$s0" -v b="$s1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" \
         'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / (n > 0 ? n : 1) }')
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
@@ -193,7 +197,9 @@ run_wrk() { # key url pid [lua-script]
     errs=$(awk '/Socket errors:/ {print}' "$out")
     [ -n "$non2xx" ] && echo "  ($key: $non2xx non-2xx responses!)"
     [ -n "$errs" ] && echo "  ($key: $errs)"
-    echo "$rps $p50 $p99 $cpu" >>"$WORK/res-$key.txt"
+    # The fifth column: the process alone, without its children (a
+    # data plane's plugin servers, nginx's workers).
+    echo "$rps $p50 $p99 $cpu $self" >>"$WORK/res-$key.txt"
 }
 
 median() { # file column
@@ -380,8 +386,11 @@ NA50=$(median "$WORK/res-ext_native_c1.txt" 2) NA99=$(median "$WORK/res-ext_nati
 report ext_go_c1 "hello, Go plugin server"
 G50=$(median "$WORK/res-ext_go_c1.txt" 2) G99=$(median "$WORK/res-ext_go_c1.txt" 3)
 added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (a - b) * 1000 }'; }
+EG_SELF=$(median "$WORK/res-ext_go.txt" 5)
 echo "  Go plugin vs none: requests/s x$(ratio "$EG_RPS" "$EN_RPS") (goal >= 0.6; Kong's trivial Go" \
-     "plugin is reported at about 0.5), CPU per request x$(ratio "$EG_CPU" "$EN_CPU") (plugin server included)"
+     "plugin is reported at about 0.5), CPU per request x$(ratio "$EG_CPU" "$EN_CPU")"
+echo "  CPU per request with the Go plugin: data plane $EG_SELF us, plugin server" \
+     "$(awk -v a="$EG_CPU" -v b="$EG_SELF" 'BEGIN { printf "%.1f", a - b }') us (none: $EN_CPU us)"
 echo "  native vs none: requests/s x$(ratio "$ENA_RPS" "$EN_RPS"); Go vs native: x$(ratio "$EG_RPS" "$ENA_RPS")"
 echo "  added latency per plugin event (one connection): Go p50 +$(added "$G50" "$N50") us," \
      "p99 +$(added "$G99" "$N99") us; native p50 +$(added "$NA50" "$N50") us, p99 +$(added "$NA99" "$N99") us"

@@ -365,6 +365,38 @@ def test_slow_within_timeout(sluice_factory, upstream):
     assert_healthy(dp, "slow")
 
 
+def concurrent_gets(dp, path, n, headers=None):
+    """n requests at once, each on its own connection: (statuses, seconds)."""
+    import concurrent.futures
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        results = list(ex.map(lambda _: dp.get(path, headers=headers), range(n)))
+    return [r.status for r in results], time.monotonic() - t0
+
+
+def test_connections_bound_concurrent_events(sluice_factory, upstream):
+    """pluginserver_<name>_connections caps the connections a worker opens:
+    events beyond it wait for one instead of opening more."""
+    dp = start_fake_dp(sluice_factory, upstream, timeout="5s", connections="2")
+    assert dp.get(fake_path("ok"), headers={"x-in": "warm"}).status == 200
+    statuses, elapsed = concurrent_gets(dp, fake_path("slow"), 6, {"x-in": "q"})
+    assert statuses == [200] * 6, statuses
+    # Six 200 ms events, two at a time: three rounds.
+    assert elapsed >= 0.55, "six slow events took %.2fs with 2 connections" % elapsed
+    assert_healthy(dp, "slow")
+
+
+def test_waiting_for_a_connection_is_bounded_by_the_timeout(sluice_factory, upstream):
+    dp = start_fake_dp(sluice_factory, upstream, timeout="300ms", connections="1")
+    statuses, elapsed = concurrent_gets(dp, fake_path("slow"), 3, {"x-in": "q"})
+    # The first gets the connection (200 ms); the third cannot have it
+    # within 300 ms and fails as an unreachable server does.
+    assert 200 in statuses and 500 in statuses, statuses
+    assert elapsed < 3.0
+    assert "connections of this worker were busy" in dp.stderr()
+    assert_healthy(dp, "slow")
+
+
 @pytest.mark.parametrize("fail_open", [False, True], ids=["closed", "fail_open"])
 def test_close_mid_event_retried_once(sluice_factory, upstream, fail_open):
     dp = start_fake_dp(sluice_factory, upstream, fail_open)

@@ -23,59 +23,10 @@
 
 #include <cmocka.h>
 
+#include "bytes.h"
+
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
-
-/* Parses hex pairs ("94 00 01"); text between double quotes is taken as
- * ASCII bytes ("a4" "Name" -> written as a4 "Name"). */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    while (*s) {
-        if (*s == ' ') {
-            s++;
-        } else if (*s == '"') {
-            for (s++; *s && *s != '"'; s++) {
-                assert_true(n < cap);
-                out[n++] = (uint8_t)*s;
-            }
-            assert_int_equal(*s, '"');
-            s++;
-        } else {
-            unsigned v;
-            assert_int_equal(sscanf(s, "%2x", &v), 1);
-            assert_true(n < cap);
-            out[n++] = (uint8_t)v;
-            s += 2;
-        }
-    }
-    return n;
-}
-
-static void dump(const char *what, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    fprintf(stderr, "%s (%zu):", what, n);
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, " %02x", b[i]);
-    fprintf(stderr, "\n");
-}
-
-static void assert_bytes(const void *p, size_t n, const char *hex)
-{
-    uint8_t want[4096];
-    size_t wn = unhex(hex, want, sizeof(want));
-    if (wn != n || memcmp(p, want, n) != 0) {
-        dump("got ", p, n);
-        dump("want", want, wn);
-        fail_msg("bytes differ");
-    }
-}
-
-#define SB_DECL(name)                                                                              \
-    char name##_st[32];                                                                            \
-    sl_sb_t name;                                                                                  \
-    sl_sb_init(&name, name##_st, sizeof(name##_st))
 
 static json_t *jparse(const char *text)
 {

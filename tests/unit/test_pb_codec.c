@@ -21,59 +21,10 @@
 
 #include <cmocka.h>
 
+#include "bytes.h"
+
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
-
-/* Parses hex pairs ("08 02 fa"); text between double quotes is taken as
- * ASCII bytes ("0a 04" "host" -> written as 0a 04 "host"). */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    while (*s) {
-        if (*s == ' ') {
-            s++;
-        } else if (*s == '"') {
-            for (s++; *s && *s != '"'; s++) {
-                assert_true(n < cap);
-                out[n++] = (uint8_t)*s;
-            }
-            assert_int_equal(*s, '"');
-            s++;
-        } else {
-            unsigned v;
-            assert_int_equal(sscanf(s, "%2x", &v), 1);
-            assert_true(n < cap);
-            out[n++] = (uint8_t)v;
-            s += 2;
-        }
-    }
-    return n;
-}
-
-static void dump(const char *what, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    fprintf(stderr, "%s (%zu):", what, n);
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, " %02x", b[i]);
-    fprintf(stderr, "\n");
-}
-
-static void assert_bytes(const void *p, size_t n, const char *hex)
-{
-    uint8_t want[4096];
-    size_t wn = unhex(hex, want, sizeof(want));
-    if (wn != n || memcmp(p, want, n) != 0) {
-        dump("got ", p, n);
-        dump("want", want, wn);
-        fail_msg("bytes differ");
-    }
-}
-
-#define SB_DECL(name)                                                                              \
-    char name##_st[32];                                                                            \
-    sl_sb_t name;                                                                                  \
-    sl_sb_init(&name, name##_st, sizeof(name##_st))
 
 static const sl_pb_frame_t *only_frame(const sl_sb_t *sb, sl_pb_frame_t *f)
 {
@@ -1103,7 +1054,8 @@ static void test_entities(void **state)
 
 static void feed_hex(sl_pb_event_t *ev, const char *hex, int want, sl_pb_call_t *call)
 {
-    uint8_t b[256];
+    /* call->arg points into the frame fed last: it must outlive this call. */
+    static uint8_t b[256];
     size_t n = unhex(hex, b, sizeof(b));
     sl_pb_call_t dummy;
     int rc = sl_pb_event_feed(ev, b, n, call ? call : &dummy);

@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "pdk_request.h"
+
 struct fixture {
     sl_dp_conf_t conf;
     sl_worker_t w;
@@ -37,30 +39,11 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->c.peer_ip, sizeof(f->c.peer_ip), "192.0.2.7");
-    snprintf(f->c.local_ip, sizeof(f->c.local_ip), "127.0.0.1");
-    f->c.peer_port = 40000;
-    f->c.local_port = 8000;
+    pdk_request_init(&f->conf, &f->w, &f->c, &f->r, f->hs,
+                     "/a//b?q=a%20b+c&flag&q=second&empty=&x%41=1", "/a//b",
+                     "q=a%20b+c&flag&q=second&empty=&x%41=1");
     f->c.serial = 42;
     f->c.nreq = 3;
-    f->w.conf = &f->conf;
-    f->c.w = &f->w;
-    f->r.c = &f->c;
-    sl_arena_init(&f->r.arena);
-    f->hs[0] = (sl_h1_header_t){SL_STR("Host"), SL_STR("Example.COM:8000")};
-    f->hs[1] = (sl_h1_header_t){SL_STR("X-Multi"), SL_STR("one")};
-    f->hs[2] = (sl_h1_header_t){SL_STR("x-multi"), SL_STR("two")};
-    f->hs[3] = (sl_h1_header_t){SL_STR("Accept"), SL_STR("*/*")};
-    f->r.h.headers = f->hs;
-    f->r.h.num_headers = 4;
-    f->r.h.method = SL_STR("GET");
-    f->r.h.target = SL_STR("/a//b?q=a%20b+c&flag&q=second&empty=&x%41=1");
-    f->r.h.path = SL_STR("/a//b");
-    f->r.h.query = SL_STR("q=a%20b+c&flag&q=second&empty=&x%41=1");
-    f->r.h.host = SL_STR("Example.COM:8000");
-    f->r.h.minor_version = 1;
-    snprintf(f->r.reqid, sizeof(f->r.reqid), "0123456789abcdef0123456789abcdef");
-    f->r.wall_start_us = 1700000000123456ull;
     *state = f;
     return 0;
 }

@@ -25,6 +25,9 @@
 
 #include <cmocka.h>
 
+#include "bytes.h"
+#include "pdk_request.h"
+
 #define SVC "11111111-1111-4111-8111-111111111111"
 #define RT "22222222-2222-4222-8222-222222222222"
 #define ALICE "33333333-3333-4333-8333-333333333333"
@@ -47,28 +50,8 @@ static char log_path[64];
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->c.peer_ip, sizeof(f->c.peer_ip), "192.0.2.7");
-    snprintf(f->c.local_ip, sizeof(f->c.local_ip), "127.0.0.1");
-    f->c.peer_port = 40000;
-    f->c.local_port = 8000;
-    f->w.conf = &f->conf;
-    f->c.w = &f->w;
-    f->r.c = &f->c;
-    sl_arena_init(&f->r.arena);
-    f->hs[0] = (sl_h1_header_t){SL_STR("Host"), SL_STR("Example.COM:8000")};
-    f->hs[1] = (sl_h1_header_t){SL_STR("X-Multi"), SL_STR("one")};
-    f->hs[2] = (sl_h1_header_t){SL_STR("x-multi"), SL_STR("two")};
-    f->hs[3] = (sl_h1_header_t){SL_STR("Accept"), SL_STR("*/*")};
-    f->r.h.headers = f->hs;
-    f->r.h.num_headers = 4;
-    f->r.h.method = SL_STR("GET");
-    f->r.h.target = SL_STR("/a/b?q=a%20b&flag&q=2");
-    f->r.h.path = SL_STR("/a/b");
-    f->r.h.query = SL_STR("q=a%20b&flag&q=2");
-    f->r.h.host = SL_STR("Example.COM:8000");
-    f->r.h.minor_version = 1;
-    snprintf(f->r.reqid, sizeof(f->r.reqid), "0123456789abcdef0123456789abcdef");
-    f->r.wall_start_us = 1700000000123456ull;
+    pdk_request_init(&f->conf, &f->w, &f->c, &f->r, f->hs, "/a/b?q=a%20b&flag&q=2", "/a/b",
+                     "q=a%20b&flag&q=2");
     f->r.gen = gen;
     if (truncate(log_path, 0) != 0)
         return -1;
@@ -136,30 +119,6 @@ static bool logged(const char *s)
     buf[n] = '\0';
     fclose(fp);
     return strstr(buf, s) != NULL;
-}
-
-/* Parses hex pairs; text between double quotes is taken as ASCII. */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    while (*s) {
-        if (*s == ' ') {
-            s++;
-        } else if (*s == '"') {
-            for (s++; *s && *s != '"'; s++) {
-                assert_true(n < cap);
-                out[n++] = (uint8_t)*s;
-            }
-            s++;
-        } else {
-            unsigned v;
-            assert_int_equal(sscanf(s, "%2x", &v), 1);
-            assert_true(n < cap);
-            out[n++] = (uint8_t)v;
-            s += 2;
-        }
-    }
-    return n;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -297,9 +256,9 @@ static void test_lookups_by_name(void **state)
     assert_int_equal(call_raw(f, SL_PB_M_REQUEST_GET_HEADER, arg, sizeof(arg)), SL_OK);
     assert_answer("0a 10 \"Example.COM:8000\"");
     ask(f, SL_PB_M_REQUEST_GET_HEADER, "'X-MULTI'", "0a 03 \"one\"");
-    ask(f, SL_PB_M_REQUEST_GET_HEADER, "'x-none'", ""); /* "" for a missing header */
+    ask(f, SL_PB_M_REQUEST_GET_HEADER, "'x-none'", ""); /* nil: go-pdk reads "" */
     ask(f, SL_PB_M_REQUEST_GET_QUERY_ARG, "'q'", "0a 03 \"a b\"");
-    ask(f, SL_PB_M_REQUEST_GET_QUERY_ARG, "'flag'", "");
+    ask(f, SL_PB_M_REQUEST_GET_QUERY_ARG, "'flag'", "0a 00"); /* present, no value */
     ask(f, SL_PB_M_NGINX_GET_VAR, "'request_method'", "0a 03 \"GET\"");
     ask(f, SL_PB_M_NGINX_GET_VAR, "'no_such_variable'", "");
     ask(f, SL_PB_M_RESPONSE_GET_HEADER, "'x-none'", "");

@@ -1,0 +1,67 @@
+/*
+ * Byte-level checks shared by the codec unit tests (cmocka must be included
+ * first): expected bytes are written as hex pairs, with text between double
+ * quotes taken as ASCII ("0a 04" "host" is 0a 04 68 6f 73 74).
+ */
+#ifndef SL_TEST_BYTES_H
+#define SL_TEST_BYTES_H
+
+#include "strbuf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Parses hex into out (cap bytes at most); returns the length. */
+static inline size_t unhex(const char *s, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    while (*s) {
+        if (*s == ' ') {
+            s++;
+        } else if (*s == '"') {
+            for (s++; *s && *s != '"'; s++) {
+                assert_true(n < cap);
+                out[n++] = (uint8_t)*s;
+            }
+            assert_int_equal(*s, '"');
+            s++;
+        } else {
+            unsigned v;
+            assert_int_equal(sscanf(s, "%2x", &v), 1);
+            assert_true(n < cap);
+            out[n++] = (uint8_t)v;
+            s += 2;
+        }
+    }
+    return n;
+}
+
+static inline void dump_bytes(const char *what, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    fprintf(stderr, "%s (%zu):", what, n);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, " %02x", b[i]);
+    fprintf(stderr, "\n");
+}
+
+/* Fails, printing both, unless p[0, n) is exactly what hex says. */
+static inline void assert_bytes(const void *p, size_t n, const char *hex)
+{
+    uint8_t want[4096];
+    size_t wn = unhex(hex, want, sizeof(want));
+    if (wn != n || memcmp(p, want, n) != 0) {
+        dump_bytes("got ", p, n);
+        dump_bytes("want", want, wn);
+        fail_msg("bytes differ");
+    }
+}
+
+/* An sl_sb_t with small inline storage, so that tests grow it too. */
+#define SB_DECL(name)                                                                              \
+    char name##_st[32];                                                                            \
+    sl_sb_t name;                                                                                  \
+    sl_sb_init(&name, name##_st, sizeof(name##_st))
+
+#endif

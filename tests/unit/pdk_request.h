@@ -1,0 +1,43 @@
+/*
+ * The request the PDK unit tests run against (test_pdk.c, test_pdk_rpc.c):
+ * a client 192.0.2.7:40000 on 127.0.0.1:8000, GET with the given target,
+ * path and query, headers Host: Example.COM:8000, X-Multi: one,
+ * x-multi: two, Accept: * / *, HTTP/1.1, a fixed request id and start time.
+ */
+#ifndef SL_TEST_PDK_REQUEST_H
+#define SL_TEST_PDK_REQUEST_H
+
+#include "proxy-t.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static inline void pdk_request_init(sl_dp_conf_t *conf, sl_worker_t *w, sl_conn_t *c, sl_req_t *r,
+                                    sl_h1_header_t hs[4], const char *target, const char *path,
+                                    const char *query)
+{
+    snprintf(c->peer_ip, sizeof(c->peer_ip), "192.0.2.7");
+    snprintf(c->local_ip, sizeof(c->local_ip), "127.0.0.1");
+    c->peer_port = 40000;
+    c->local_port = 8000;
+    w->conf = conf;
+    c->w = w;
+    r->c = c;
+    sl_arena_init(&r->arena);
+    hs[0] = (sl_h1_header_t){SL_STR("Host"), SL_STR("Example.COM:8000")};
+    hs[1] = (sl_h1_header_t){SL_STR("X-Multi"), SL_STR("one")};
+    hs[2] = (sl_h1_header_t){SL_STR("x-multi"), SL_STR("two")};
+    hs[3] = (sl_h1_header_t){SL_STR("Accept"), SL_STR("*/*")};
+    r->h.headers = hs;
+    r->h.num_headers = 4;
+    r->h.method = SL_STR("GET");
+    r->h.target = (sl_str_t){target, strlen(target)};
+    r->h.path = (sl_str_t){path, strlen(path)};
+    r->h.query = (sl_str_t){query, strlen(query)};
+    r->h.host = SL_STR("Example.COM:8000");
+    r->h.minor_version = 1;
+    snprintf(r->reqid, sizeof(r->reqid), "0123456789abcdef0123456789abcdef");
+    r->wall_start_us = 1700000000123456ull;
+}
+
+#endif

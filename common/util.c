@@ -394,3 +394,22 @@ size_t sl_unescape_arg(const char *s, size_t n, char *out)
     }
     return k;
 }
+
+void sl_quote_bytes(char *dst, size_t cap, const void *s, size_t n, size_t max)
+{
+    const unsigned char *p = s;
+    size_t o = 0, i;
+    if (!cap)
+        return;
+    for (i = 0; i < n && i < max && o + 5 < cap; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\')
+            dst[o++] = (char)p[i];
+        else
+            o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", p[i]);
+    }
+    if (i < n && o + 4 < cap) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+}

@@ -86,4 +86,9 @@ int sl_read_file(const char *path, size_t max, char **out, size_t *len);
  * U+10FFFF are refused, as jansson refuses them. */
 size_t sl_utf8_len(const unsigned char *s, size_t n);
 
+/* Writes s[0, n) into dst (cap bytes, NUL-terminated) for a log message:
+ * printable ASCII as is but for '"' and '\\', other bytes as \xNN; only the
+ * first max bytes of s, then "..." when there was more. */
+void sl_quote_bytes(char *dst, size_t cap, const void *s, size_t n, size_t max);
+
 #endif

@@ -65,23 +65,10 @@ static sl_mp_limits_t limits_of(const sl_mp_limits_t *lim)
     return l;
 }
 
-/* Writes s[0, n) into a log message: printable ASCII as is, other bytes as
- * \xNN, cut at about 64 bytes. */
+/* s[0, n) for a log message: at most 64 bytes of it, escaped. */
 static void quote(char *dst, size_t cap, const void *s, size_t n)
 {
-    const uint8_t *p = s;
-    size_t o = 0, i;
-    for (i = 0; i < n && i < 64 && o + 5 < cap; i++) {
-        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\')
-            dst[o++] = (char)p[i];
-        else
-            o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", p[i]);
-    }
-    if (i < n && o + 4 < cap) {
-        memcpy(dst + o, "...", 3);
-        o += 3;
-    }
-    dst[o] = '\0';
+    sl_quote_bytes(dst, cap, s, n, 64);
 }
 
 /* The JSON type of a decoded value, in msgpack's words, for messages. */

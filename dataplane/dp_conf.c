@@ -14,7 +14,11 @@
 const sl_conf_key_t sl_dp_conf_keys[] = {
     {"prefix", "/usr/local/sluice", "directory for runtime files (*.addr, caches)"},
     {"role", "traditional", "traditional (DB-less) or data_plane"},
-    {"proxy_listen", "0.0.0.0:8000", "comma-separated proxy listen addresses"},
+    {"proxy_listen", "0.0.0.0:8000",
+     "comma-separated proxy listen addresses, each with optional flags: ssl (TLS), http2 "
+     "(accepted, served as HTTP/1.1), reuseport, backlog=N"},
+    {"ssl_cert", NULL, "default certificate of ssl listeners: a PEM file's path or PEM text"},
+    {"ssl_cert_key", NULL, "key of ssl_cert: a PEM file's path or PEM text"},
     {"status_listen", "127.0.0.1:8007", "status API address, or off"},
     {"workers", "auto", "worker threads: a number or auto (one per core)"},
     {"log_level", "notice", "debug, info, notice, warn, error or crit"},
@@ -59,10 +63,31 @@ const size_t sl_dp_conf_nkeys = SL_ARRAY_LEN(sl_dp_conf_keys);
 
 int sl_parse_listen(const char *s, sl_listen_t *out)
 {
-    char host[64];
+    char host[64], addr[128];
     const char *colon;
     memset(out, 0, sizeof(*out));
     snprintf(out->text, sizeof(out->text), "%s", s);
+    /* "host:port flag flag": Kong's flags; ssl is the one that matters. */
+    size_t alen = strcspn(s, " \t");
+    if (alen >= sizeof(addr))
+        return SL_ERR_INVALID;
+    memcpy(addr, s, alen);
+    addr[alen] = '\0';
+    for (const char *f = s + alen; *f;) {
+        f += strspn(f, " \t");
+        size_t fl = strcspn(f, " \t");
+        if (!fl)
+            break;
+        if (fl == 3 && !strncmp(f, "ssl", 3))
+            out->ssl = true;
+        else if (!((fl == 5 && !strncmp(f, "http2", 5)) ||
+                   (fl == 9 && !strncmp(f, "reuseport", 9)) ||
+                   (fl == 8 && !strncmp(f, "deferred", 8)) || (fl == 4 && !strncmp(f, "bind", 4)) ||
+                   !strncmp(f, "backlog=", 8)))
+            return SL_ERR_INVALID;
+        f += fl;
+    }
+    s = addr;
     if (*s == '[') {
         const char *close = strchr(s, ']');
         if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
@@ -214,18 +239,23 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
             break;
         }
         if (sl_parse_listen(items[i], &c->proxy[c->nproxy]) != SL_OK)
-            sl_errors_add(errs, "proxy_listen: '%s' is not an address such as 0.0.0.0:8000",
+            sl_errors_add(errs,
+                          "proxy_listen: '%s' is not an address such as 0.0.0.0:8000 with "
+                          "optional flags (ssl, http2, reuseport, backlog=N)",
                           items[i]);
         else
-            c->nproxy++;
+            c->any_ssl |= c->proxy[c->nproxy++].ssl;
     }
     sl_conf_split_free(items, n);
 
     const char *st = sl_conf_get(raw, "status_listen");
     if (st && *st && strcmp(st, "off")) {
         c->status_on = true;
-        if (sl_parse_listen(st, &c->status) != SL_OK)
-            sl_errors_add(errs, "status_listen: '%s' is not an address such as 127.0.0.1:8007", st);
+        if (sl_parse_listen(st, &c->status) != SL_OK || c->status.ssl)
+            sl_errors_add(errs,
+                          "status_listen: '%s' is not an address such as 127.0.0.1:8007 (it "
+                          "serves plain HTTP only)",
+                          st);
     }
 
     const char *w = sl_conf_get(raw, "workers");
@@ -245,6 +275,8 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     c->error_log = dup_or_null(sl_conf_get(raw, "error_log"), "stderr");
     c->access_log = dup_or_null(sl_conf_get(raw, "access_log"), "off");
     c->declarative_config = dup_or_null(sl_conf_get(raw, "declarative_config"), NULL);
+    c->ssl_cert = dup_or_null(sl_conf_get(raw, "ssl_cert"), NULL);
+    c->ssl_cert_key = dup_or_null(sl_conf_get(raw, "ssl_cert_key"), NULL);
 
     n = sl_conf_split(sl_conf_get(raw, "trusted_ips"), &items);
     for (size_t i = 0; i < n; i++) {
@@ -314,6 +346,8 @@ void sl_dp_conf_dispose(sl_dp_conf_t *c)
     free(c->error_log);
     free(c->access_log);
     free(c->declarative_config);
+    free(c->ssl_cert);
+    free(c->ssl_cert_key);
     free(c->cluster_control_plane);
     free(c->cluster_mtls);
     free(c->cluster_cert);

@@ -24,6 +24,7 @@ typedef struct sl_listen_s {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char text[64]; /* as configured */
+    bool ssl;      /* the `ssl` flag: TLS (tls.h) */
 } sl_listen_t;
 
 typedef struct sl_cidr_s {
@@ -37,6 +38,8 @@ typedef struct sl_dp_conf_s {
     char *plugins; /* the `plugins` property as given */
     sl_listen_t proxy[SL_MAX_LISTENERS];
     size_t nproxy;
+    bool any_ssl;                  /* some proxy listener has `ssl` */
+    char *ssl_cert, *ssl_cert_key; /* NULL: the default certificate (tls.h) */
     sl_listen_t status;
     bool status_on;
     int workers;

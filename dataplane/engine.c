@@ -680,6 +680,8 @@ void sl_engine_collect_global(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme
 static int (*waiting_handler(const sl_native_plugin_t *impl, unsigned phase))(sl_pdk_t *, void *)
 {
     switch (phase) {
+    case SL_PHASE_CERTIFICATE:
+        return impl->certificate;
     case SL_PHASE_REWRITE:
         return impl->rewrite;
     case SL_PHASE_RESPONSE:
@@ -729,6 +731,11 @@ int sl_engine_log(sl_pdk_t *p, sl_plugin_run_t *run)
 int sl_engine_rewrite(sl_pdk_t *p, sl_plugin_run_t *run)
 {
     return start_waiting(p, run, SL_PHASE_REWRITE);
+}
+
+int sl_engine_certificate(sl_pdk_t *p, sl_plugin_run_t *run)
+{
+    return start_waiting(p, run, SL_PHASE_CERTIFICATE);
 }
 
 int sl_engine_resumed(sl_pdk_t *p, sl_plugin_run_t *run, int rc)

@@ -84,10 +84,13 @@ int sl_engine_access_resumed(sl_pdk_t *p, sl_plugin_run_t *run, unsigned scheme,
  *             a response held whole
  *   log       after the response was handed to the client
  *   rewrite   before the router; run is the global chain's
+ *   certificate  during a TLS handshake, before any request (the
+ *             handle has the connection only); the global chain's
  */
 int sl_engine_response(sl_pdk_t *p, sl_plugin_run_t *run);
 int sl_engine_log(sl_pdk_t *p, sl_plugin_run_t *run);
 int sl_engine_rewrite(sl_pdk_t *p, sl_plugin_run_t *run);
+int sl_engine_certificate(sl_pdk_t *p, sl_plugin_run_t *run);
 int sl_engine_resumed(sl_pdk_t *p, sl_plugin_run_t *run, int rc);
 /* Only the body_filter handlers (over a body the gateway or a plugin
  * produced). */

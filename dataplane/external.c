@@ -70,6 +70,8 @@ static void on_done(void *req, int rc)
     int result = SL_PLUGIN_CONTINUE;
     if (rc == SL_BRIDGE_EXIT) {
         result = SL_PLUGIN_EXIT;
+    } else if (rc == SL_BRIDGE_FAILED && x->phase == SL_PHASE_CERTIFICATE) {
+        result = SL_PLUGIN_EXIT; /* the handshake is refused */
     } else if (rc == SL_BRIDGE_FAILED && x->phase != SL_PHASE_LOG) {
         /* Kong's answer to a plugin server error. */
         sl_pdk_response_error(p, 500, "An unexpected error occurred");
@@ -106,6 +108,11 @@ static int run_event(sl_pdk_t *p, void *conf, unsigned phase)
     x->ev = sl_bridge_event(sl_pdk_event_base(p), c->inst, sl_phase_name(phase), &ops, x);
     sl_pdk_suspend(p, on_abort, x);
     return SL_PLUGIN_SUSPEND;
+}
+
+static int ext_certificate(sl_pdk_t *p, void *conf)
+{
+    return run_event(p, conf, SL_PHASE_CERTIFICATE);
 }
 
 static int ext_rewrite(sl_pdk_t *p, void *conf)
@@ -148,6 +155,7 @@ const sl_native_plugin_t sl_external_plugin = {
     .configure_entity = ext_configure,
     .dispose = ext_dispose,
     .wants_body = ext_wants_body,
+    .certificate = ext_certificate,
     .rewrite = ext_rewrite,
     .access = ext_access,
     .response = ext_response,

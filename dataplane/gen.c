@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "errors.h"
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -853,6 +854,7 @@ int sl_gen_build_from(json_t *doc, uint64_t version, const char *hash, const sl_
         build_routes(g, doc, prev, errs);
     if (errs->n == before)
         sl_engine_build(g, doc, errs);
+    sl_gen_tls_build(g, doc, errs);
     uint64_t t2 = sl_now_us();
     SL_DEBUG("generation %llu built: services and upstreams %.1f ms%s, routes and router %.1f ms",
              (unsigned long long)version, (t1 - t0) / 1e3,
@@ -897,6 +899,7 @@ static void gen_free(sl_gen_t *g)
     free(g->routes);
     base_unref(g->base);
     sl_engine_free(g->plugins);
+    sl_gen_tls_free(g);
     if (g->doc)
         json_decref(g->doc);
     free(g);

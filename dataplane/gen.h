@@ -23,6 +23,7 @@
 
 struct sl_chain_s;       /* engine.c: a route's plugins in order */
 struct sl_gen_plugins_s; /* engine.c: a generation's consumers and plugins */
+struct sl_gen_tls_s;     /* gen_tls.c: a generation's certificates by sni */
 
 typedef struct sl_target_s {
     char *host; /* owned */
@@ -121,6 +122,9 @@ typedef struct sl_gen_s {
     ssize_t *route_of_table;
     /* Owned: consumers, credentials, plugin instances and chains (engine.c). */
     struct sl_gen_plugins_s *plugins;
+    /* Owned: a TLS context per certificate an sni names, and the sni index
+     * (gen_tls.c, sl_gen_tls_ctx); NULL when the document has no snis. */
+    struct sl_gen_tls_s *tls;
 } sl_gen_t;
 
 /*

@@ -15,6 +15,7 @@
 #include "plugin.h"
 #include "plugins.h"
 #include "status.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -282,6 +283,12 @@ int main(int argc, char **argv)
         goto out;
     }
     if (test_only) {
+        /* Given certificates are checked; a default one is not made. */
+        if (app.conf.any_ssl && (app.conf.ssl_cert || app.conf.ssl_cert_key) &&
+            sl_tls_init(&app.conf, &errs) != SL_OK) {
+            print_errors("invalid configuration: ", &errs);
+            goto out;
+        }
         printf("sluice-dp: configuration ok (%zu services, %zu routes)\n", gen->nservices,
                gen->nroutes);
         rc = 0;
@@ -303,6 +310,10 @@ int main(int argc, char **argv)
     if (sl_mkdir_p(app.conf.prefix) != 0) {
         fprintf(stderr, "sluice-dp: prefix: cannot create '%s': %s\n", app.conf.prefix,
                 strerror(errno));
+        goto out;
+    }
+    if (app.conf.any_ssl && sl_tls_init(&app.conf, &errs) != SL_OK) {
+        print_errors("invalid configuration: ", &errs);
         goto out;
     }
     if (app.conf.access_log) {
@@ -436,6 +447,7 @@ out:
     sl_dp_conf_dispose(&app.conf);
     sl_plugins_reset();
     sl_bridge_reset();
+    sl_tls_cleanup();
     libevent_global_shutdown();
     return rc;
 }

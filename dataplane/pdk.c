@@ -29,6 +29,8 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -218,7 +220,7 @@ sl_str_t sl_pdk_request_get_method(sl_pdk_t *p)
 
 sl_str_t sl_pdk_request_get_scheme(sl_pdk_t *p)
 {
-    return SL_STR("http");
+    return R(p)->c->tls ? SL_STR("https") : SL_STR("http");
 }
 
 sl_str_t sl_pdk_request_get_host(sl_pdk_t *p)
@@ -660,8 +662,10 @@ const char *sl_pdk_client_get_protocol(sl_pdk_t *p, bool allow_terminated, const
         return "http";
     if (protocols == SL_PROTO_HTTPS)
         return "https";
-    /* Kong's check_https: the connection is plain HTTP, so only a trusted
-     * proxy's X-Forwarded-Proto can make it https, and only when asked. */
+    /* Kong's check_https: TLS here, or, on plain HTTP, a trusted proxy's
+     * X-Forwarded-Proto, and only when asked. */
+    if (r->c->tls)
+        return "https";
     if (!allow_terminated || !r->c->trusted)
         return "http";
     size_t n = 0;
@@ -1697,6 +1701,11 @@ void sl_pdk_suspend(sl_pdk_t *p, void (*abort_cb)(void *arg), void *arg)
     r->abort_arg = arg;
 }
 
+unsigned sl_pdk_phase(sl_pdk_t *p)
+{
+    return R(p)->phase ? R(p)->phase : SL_PHASE_ACCESS;
+}
+
 struct event_base *sl_pdk_event_base(sl_pdk_t *p)
 {
     return R(p)->c->w->base;
@@ -2178,7 +2187,9 @@ bool sl_pdk_nginx_get_var(sl_pdk_t *p, const char *name, sl_str_t *value)
 
 const char *sl_pdk_nginx_get_tls1_version_str(sl_pdk_t *p)
 {
-    return NULL;
+    sl_conn_t *c = R(p)->c;
+    SSL *ssl = c->tls && c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    return ssl ? SSL_get_version(ssl) : NULL; /* "TLSv1.2", "TLSv1.3" */
 }
 
 bool sl_pdk_nginx_set_ctx(sl_pdk_t *p, const char *key, const json_t *value)

@@ -438,6 +438,10 @@ void **sl_pdk_ctx_plugin(sl_pdk_t *p);
 void sl_pdk_suspend(sl_pdk_t *p, void (*abort_cb)(void *arg), void *arg);
 void sl_pdk_resume(sl_pdk_t *p, int rc);
 
+/* The phase whose handler runs (SL_PHASE_*: SL_PHASE_ACCESS until the
+ * request is past access). */
+unsigned sl_pdk_phase(sl_pdk_t *p);
+
 /* The worker's event loop (libevent), for asynchronous work and timers. */
 struct event_base *sl_pdk_event_base(sl_pdk_t *p);
 /* The worker's index, 0 .. workers-1 (per-worker state). */

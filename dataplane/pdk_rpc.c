@@ -659,6 +659,24 @@ static int call_special(struct call *c)
 
 /* ------------------------------------------------------------------------ */
 
+/* What Kong's PDK refuses before a request exists (the certificate
+ * phase): the request, the response, the service and the router. The
+ * client, ctx, log, ip, node and nginx functions answer. */
+static bool needs_request(const sl_pb_method_t *m)
+{
+    static const char *const prefixes[] = {"kong.request.",
+                                           "kong.response.",
+                                           "kong.service.",
+                                           "kong.router.",
+                                           "kong.client.authenticate",
+                                           "kong.client.get_consumer",
+                                           "kong.client.get_credential"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (!strncmp(m->name, prefixes[i], strlen(prefixes[i])))
+            return m->id != SL_PB_M_RESPONSE_EXIT; /* exit refuses the handshake */
+    return false;
+}
+
 int sl_pdk_rpc_pb(sl_pdk_t *p, const sl_pb_method_t *m, const void *arg, size_t len, sl_sb_t *out,
                   sl_pb_err_t *err)
 {
@@ -668,7 +686,12 @@ int sl_pdk_rpc_pb(sl_pdk_t *p, const sl_pb_method_t *m, const void *arg, size_t 
         rc = SL_ERR_INVALID; /* beyond the limits: not an argument we take */
     if (rc != SL_OK)
         return rc;
-    rc = call_shaped(&c) ? SL_OK : call_special(&c);
+    if (sl_pdk_phase(p) == SL_PHASE_CERTIFICATE && needs_request(m)) {
+        refuse(&c, "there is no request in the certificate phase");
+        rc = SL_OK;
+    } else {
+        rc = call_shaped(&c) ? SL_OK : call_special(&c);
+    }
     sl_pb_arg_dispose(&c.a);
     return rc;
 }

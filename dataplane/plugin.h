@@ -77,6 +77,7 @@ typedef struct sl_native_plugin_s {
      * (the phase goes on once sl_pdk_resume is called); access may also
      * give SL_PLUGIN_EXIT. rewrite runs for global instances only, before
      * the router (as Kong). */
+    int (*certificate)(sl_pdk_t *pdk, void *conf); /* TLS handshakes, global only */
     int (*rewrite)(sl_pdk_t *pdk, void *conf);
     int (*access)(sl_pdk_t *pdk, void *conf);
     void (*header_filter)(sl_pdk_t *pdk, void *conf);

@@ -13,16 +13,18 @@
 #include "worker.h"
 
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
 enum conn_state {
-    C_IDLE,    /* between requests (keep-alive) */
-    C_HEAD,    /* part of a request head received */
-    C_BUSY,    /* a request is being served */
-    C_TUNNEL,  /* upgraded: bytes relayed both ways */
-    C_CLOSING, /* flushing the last response, then close */
+    C_HANDSHAKE, /* TLS: the handshake (and the certificate phase) runs */
+    C_IDLE,      /* between requests (keep-alive) */
+    C_HEAD,      /* part of a request head received */
+    C_BUSY,      /* a request is being served */
+    C_TUNNEL,    /* upgraded: bytes relayed both ways */
+    C_CLOSING,   /* flushing the last response, then close */
 };
 
 typedef struct sl_req_s sl_req_t;
@@ -38,6 +40,13 @@ struct sl_conn_s {
     uint64_t serial;                 /* nginx's $connection: numbered per worker from 1 */
     char local_ip[INET6_ADDRSTRLEN]; /* filled when first asked for */
     bool trusted;
+    bool tls; /* accepted on an ssl listener */
+    /* TLS until the handshake is done (then the bufferevent owns them). */
+    SSL *ssl;
+    evutil_socket_t fd;
+    struct event *hs_ev; /* the handshake's socket event */
+    sl_req_t *cert_req;  /* the certificate phase's handle while it waits */
+    int cert_state;      /* CERT_* */
     int state;
     unsigned nreq;
     sl_req_t *req;       /* owned: the request being served */
@@ -69,6 +78,9 @@ struct sl_upconn_s {
 };
 
 enum body_kind { B_NONE, B_LENGTH, B_CHUNKED, B_EOF };
+
+/* A TLS connection's certificate phase (sl_conn_t.cert_state). */
+enum { CERT_NONE, CERT_RUNNING, CERT_DONE, CERT_FAILED };
 
 struct sl_req_s {
     sl_conn_t *c;

@@ -28,6 +28,7 @@
 #include "pdk.h"
 #include "log.h"
 #include "strbuf.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -35,6 +36,9 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -49,6 +53,11 @@ FILE *sl_access_log;
 
 static void conn_resume(sl_conn_t *c);
 static void conn_close(sl_conn_t *c);
+static void conn_start(sl_conn_t *c);
+static void handshake_step(sl_conn_t *c);
+static void on_handshake_io(evutil_socket_t fd, short what, void *arg);
+static sl_req_t *req_new(sl_conn_t *c);
+static void req_free(sl_req_t *r);
 static void finish_request(sl_req_t *r);
 static void connect_upstream(sl_req_t *r);
 static void retry_or_fail(sl_req_t *r, bool was_connected, bool reused, bool timeout);
@@ -69,6 +78,8 @@ static sl_str_t filter_generated_body(sl_req_t *r, const char *body, size_t len)
 
 /* The request is the PDK's handle (pdk.c). */
 #define PDK(r) ((sl_pdk_t *)(r))
+/* The route protocol a request arrived with. */
+#define SCHEME(r) ((r)->c->tls ? SL_PROTO_HTTPS : SL_PROTO_HTTP)
 
 static struct timeval ms_tv(uint64_t ms)
 {
@@ -90,6 +101,10 @@ static void flush_out(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(bev) & EV_WRITE))
         return;
+    if (bufferevent_openssl_get_ssl(bev)) {
+        bufferevent_enable(bev, EV_WRITE); /* through OpenSSL, not the socket */
+        return;
+    }
     /* A bufferevent keeps its output frozen at the front so only its own
      * write callback drains it; do as that callback does. */
     evbuffer_unfreeze(out, 1);
@@ -684,7 +699,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
     sl_conn_t *c = arg;
     /* The deadline is not cancelled when a head completes (that would cost an
      * event operation per request); a stale one finds the connection busy. */
-    if (c->state != C_IDLE && c->state != C_HEAD)
+    if (c->state != C_IDLE && c->state != C_HEAD && c->state != C_HANDSHAKE)
         return;
     /* Idle keep-alive or header deadline: a slow or silent client. Nothing was
      * promised to it, so it is simply closed (nginx does the same). */
@@ -694,7 +709,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                    uint16_t local_port)
+                    uint16_t local_port, bool tls)
 {
     sl_conn_t *c = sl_xcalloc(1, sizeof(*c));
     c->w = w;
@@ -714,6 +729,32 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
     c->trusted = sl_cidr_match(w->conf->trusted, w->conf->ntrusted, sa);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (tls) {
+        /* The handshake runs here, not in libevent's TLS bufferevent, so
+         * that it can wait for the certificate phase's plugins (tls.c's
+         * ClientHello callback). It starts on the default certificate; the
+         * SNI callback moves it to the configuration's for the name asked. */
+        c->ssl = SSL_new(sl_tls_default_ctx());
+        if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+            SSL_free(c->ssl);
+            evutil_closesocket(fd);
+            free(c);
+            return;
+        }
+        SSL_set_app_data(c->ssl, c);
+        SSL_set_accept_state(c->ssl);
+        c->tls = true;
+        c->fd = fd;
+        c->state = C_HANDSHAKE;
+        c->timer = evtimer_new(w->base, on_conn_timer, c);
+        c->hs_ev = event_new(w->base, fd, EV_READ, on_handshake_io, c);
+        arm_timer(c, w->conf->client_header_timeout_ms);
+        LIST_INSERT_HEAD(&w->conns, c, link);
+        atomic_fetch_add_explicit(&w->metrics->connections_accepted, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
+        handshake_step(c);
+        return;
+    }
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         evutil_closesocket(fd);
@@ -721,6 +762,17 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
         return;
     }
     c->timer = evtimer_new(w->base, on_conn_timer, c);
+    LIST_INSERT_HEAD(&w->conns, c, link);
+    atomic_fetch_add_explicit(&w->metrics->connections_accepted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
+    conn_start(c);
+}
+
+/* A connection ready for its first request: plain, or TLS once the
+ * handshake is done. */
+static void conn_start(sl_conn_t *c)
+{
+    sl_worker_t *w = c->w;
     bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_BUF_LOW, 0);
     struct timeval send_tv = ms_tv(w->conf->send_timeout_ms);
@@ -730,9 +782,104 @@ void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int
     bufferevent_enable(c->bev, EV_READ);
     c->state = C_IDLE;
     arm_timer(c, w->conf->client_header_timeout_ms);
-    LIST_INSERT_HEAD(&w->conns, c, link);
-    atomic_fetch_add_explicit(&w->metrics->connections_accepted, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------- TLS handshakes */
+
+/* Moves the handshake on; called when the socket is ready and when the
+ * certificate phase ends. */
+static void handshake_step(sl_conn_t *c)
+{
+    sl_worker_t *w = c->w;
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        event_free(c->hs_ev);
+        c->hs_ev = NULL;
+        c->bev = bufferevent_openssl_socket_new(w->base, c->fd, c->ssl, BUFFEREVENT_SSL_OPEN,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+            conn_close(c);
+            return;
+        }
+        c->ssl = NULL; /* the bufferevent's now */
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        conn_start(c);
+        return;
+    }
+    short what;
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        what = EV_READ;
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        what = EV_WRITE;
+        break;
+    case SSL_ERROR_WANT_CLIENT_HELLO_CB:
+        return; /* the certificate phase's plugins resume it */
+    default:
+        SL_DEBUG("worker %d: client %s: TLS handshake failed: %s", w->id, c->peer_ip,
+                 ERR_reason_error_string(ERR_peek_error())
+                     ? ERR_reason_error_string(ERR_peek_error())
+                     : "connection closed");
+        ERR_clear_error();
+        conn_close(c);
+        return;
+    }
+    event_del(c->hs_ev);
+    event_assign(c->hs_ev, w->base, c->fd, what, on_handshake_io, c);
+    event_add(c->hs_ev, NULL);
+}
+
+static void on_handshake_io(evutil_socket_t fd, short what, void *arg)
+{
+    handshake_step(arg);
+}
+
+static void cert_phase_end(sl_conn_t *c, sl_req_t *r, bool ok)
+{
+    c->cert_req = NULL;
+    c->cert_state = ok ? CERT_DONE : CERT_FAILED;
+    req_free(r);
+}
+
+/*
+ * The certificate phase (tls.c's ClientHello callback asks, once per
+ * handshake attempt): the certificate handlers of the global plugins, with
+ * a handle that has the connection but no request yet. Returns SL_OK to go
+ * on, SL_AGAIN while a handler waits (handshake_step is called again when
+ * it is done), SL_ERR_INVALID when a plugin refused the connection.
+ */
+int sl_conn_certificate(sl_conn_t *c)
+{
+    switch (c->cert_state) {
+    case CERT_DONE:
+        return SL_OK;
+    case CERT_RUNNING:
+        return SL_AGAIN;
+    case CERT_FAILED:
+        return SL_ERR_INVALID;
+    }
+    const struct sl_chain_s *chain = sl_engine_global_chain(sl_worker_gen(c->w));
+    if (!chain || !(sl_engine_chain_phases(chain) & SL_PHASE_CERTIFICATE)) {
+        c->cert_state = CERT_DONE;
+        return SL_OK;
+    }
+    sl_req_t *r = req_new(c);
+    r->gen = sl_worker_gen(c->w);
+    sl_gen_ref(r->gen);
+    r->t_start = sl_now_us();
+    r->phase = SL_PHASE_CERTIFICATE;
+    sl_engine_run_init(&r->run, chain, &r->arena);
+    sl_engine_collect_global(PDK(r), &r->run, SL_PROTO_HTTPS);
+    if (sl_engine_certificate(PDK(r), &r->run) == SL_PLUGIN_SUSPEND) {
+        c->cert_req = r;
+        c->cert_state = CERT_RUNNING;
+        return SL_AGAIN;
+    }
+    bool ok = !r->exit_status;
+    cert_phase_end(c, r, ok);
+    return ok ? SL_OK : SL_ERR_INVALID;
 }
 
 /* Requests (with their first arena block) are recycled through a small
@@ -830,9 +977,24 @@ static void conn_close(sl_conn_t *c)
         upconn_close(c->tunnel);
         c->tunnel = NULL;
     }
+    if (c->cert_req) {
+        sl_req_t *r = c->cert_req; /* its plugin event is given up */
+        c->cert_req = NULL;
+        req_free(r);
+    }
+    if (c->hs_ev)
+        event_free(c->hs_ev);
+    c->hs_ev = NULL;
+    if (c->ssl) {
+        /* Still handshaking: the socket is not a bufferevent's yet. */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        evutil_closesocket(c->fd);
+    }
     LIST_REMOVE(c, link);
     event_free(c->timer);
-    bufferevent_free(c->bev);
+    if (c->bev)
+        bufferevent_free(c->bev);
     c->bev = NULL;
     c->timer = NULL;
     c->closed = true;
@@ -928,7 +1090,7 @@ static void process_request(sl_req_t *r)
     const struct sl_chain_s *global = sl_engine_global_chain(r->gen);
     if (global && (sl_engine_chain_phases(global) & SL_PHASE_REWRITE)) {
         sl_engine_run_init(&r->run, global, &r->arena);
-        sl_engine_collect_global(PDK(r), &r->run, SL_PROTO_HTTP);
+        sl_engine_collect_global(PDK(r), &r->run, SCHEME(r));
         r->phase = SL_PHASE_REWRITE;
         if (sl_engine_rewrite(PDK(r), &r->run) == SL_PLUGIN_SUSPEND)
             return; /* sl_pdk_resume carries on */
@@ -945,14 +1107,19 @@ static void route_request(sl_req_t *r)
         .method = r->h.method,
         .path = {r->npath, r->npath_len},
         .host = r->h.absolute_form ? r->h.authority : r->h.host,
-        .scheme = SL_PROTO_HTTP,
+        .scheme = SCHEME(r),
         .get_header = router_get_header,
         .ud = r,
     };
-    if (sl_router_match(r->gen->router, &rq, &r->m) != SL_OK) {
+    int matched = sl_router_match(r->gen->router, &rq, &r->m);
+    /* An http-only route does not serve TLS (Kong); a route for https only
+     * answers plain HTTP with its https_redirect_status_code, below. */
+    if (matched == SL_OK && r->m.protocol_mismatch && r->c->tls)
+        matched = SL_DECLINED;
+    if (matched != SL_OK) {
         /* Global plugins still see the answer (header_filter, log). */
         sl_engine_run_init(&r->run, sl_engine_global_chain(r->gen), &r->arena);
-        sl_engine_collect_global(PDK(r), &r->run, SL_PROTO_HTTP);
+        sl_engine_collect_global(PDK(r), &r->run, SCHEME(r));
         send_json(c, r, 404, "no Route matched with those values", NULL, false);
         return;
     }
@@ -963,9 +1130,16 @@ static void route_request(sl_req_t *r)
             send_json(c, r, 426, "Please use HTTPS protocol", "Upgrade: TLS/1.2, HTTP/1.1\r\n",
                       false);
         } else {
+            /* Kong's https:// + $host (without the port) + $request_uri */
+            sl_str_t h = rq.host;
+            const char *end = h.len && h.p[0] == '[' ? memchr(h.p, ']', h.len) : NULL;
+            const char *colon =
+                memchr(end ? end : h.p, ':', h.len - (size_t)((end ? end : h.p) - h.p));
+            if (colon)
+                h.len = (size_t)(colon - h.p);
             char loc[SL_UPATH_MAX + 600];
-            snprintf(loc, sizeof(loc), "Location: https://%.*s%.*s\r\n", (int)rq.host.len,
-                     rq.host.p, (int)r->h.target.len, r->h.target.p);
+            snprintf(loc, sizeof(loc), "Location: https://%.*s%.*s\r\n", (int)h.len, h.p,
+                     (int)r->h.target.len, r->h.target.p);
             send_json(c, r, code, "Please use HTTPS protocol", loc, false);
         }
         return;
@@ -982,7 +1156,7 @@ static void route_request(sl_req_t *r)
             start_buffering(r); /* access runs once the body is in */
             return;
         }
-        after_access(r, sl_engine_access(PDK(r), &r->run, SL_PROTO_HTTP));
+        after_access(r, sl_engine_access(PDK(r), &r->run, SCHEME(r)));
         return;
     }
     proxy_request(r);
@@ -1050,7 +1224,7 @@ static int buffer_request_body(sl_req_t *r)
     r->body_done = true;
     r->body_buffered = true;
     client_body_timeout(c, false);
-    after_access(r, sl_engine_access(PDK(r), &r->run, SL_PROTO_HTTP));
+    after_access(r, sl_engine_access(PDK(r), &r->run, SCHEME(r)));
     return SL_DONE;
 }
 
@@ -1106,6 +1280,18 @@ void sl_pdk_resume(sl_pdk_t *p, int rc)
     r->abort_cb = NULL;
     r->abort_arg = NULL;
     switch (r->run.phase) {
+    case SL_PHASE_CERTIFICATE: {
+        sl_conn_t *c = r->c;
+        if (rc == SL_PLUGIN_EXIT) {
+            cert_phase_end(c, r, false);
+        } else if (sl_engine_resumed(p, &r->run, rc) == SL_PLUGIN_CONTINUE) {
+            cert_phase_end(c, r, !r->exit_status);
+        } else {
+            return; /* the next handler waits */
+        }
+        handshake_step(c); /* the ClientHello callback sees the outcome */
+        return;
+    }
     case SL_PHASE_REWRITE:
         if (rc == SL_PLUGIN_EXIT) {
             r->run.exited = true;
@@ -1134,7 +1320,7 @@ void sl_pdk_resume(sl_pdk_t *p, int rc)
             after_log(r);
         return;
     default:
-        after_access(r, sl_engine_access_resumed(p, &r->run, SL_PROTO_HTTP, rc));
+        after_access(r, sl_engine_access_resumed(p, &r->run, SCHEME(r), rc));
     }
 }
 
@@ -1281,7 +1467,7 @@ static void build_upstream_head(sl_req_t *r)
     if ((v = trusted_hdr(r, "x-forwarded-proto")))
         SB_HDR(&b, "X-Forwarded-Proto", v->value.p, v->value.len);
     else
-        sl_sb_addlit(&b, "X-Forwarded-Proto: http\r\n");
+        sl_sb_adds(&b, r->c->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
 
     if ((v = trusted_hdr(r, "x-forwarded-host"))) {
         SB_HDR(&b, "X-Forwarded-Host", v->value.p, v->value.len);
@@ -2433,7 +2619,11 @@ static void on_client_write(struct bufferevent *bev, void *arg)
         flush_out(bev);
         if (evbuffer_get_length(out) == 0) {
             /* Half-close first so the client reads the whole response before
-             * it sees the reset a close with unread input would cause. */
+             * it sees the reset a close with unread input would cause (over
+             * TLS, after the close_notify alert). */
+            SSL *ssl = bufferevent_openssl_get_ssl(bev);
+            if (ssl)
+                SSL_shutdown(ssl);
             shutdown(bufferevent_getfd(bev), SHUT_WR);
             conn_close(c);
         }
@@ -2457,6 +2647,8 @@ static void on_client_write(struct bufferevent *bev, void *arg)
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     sl_conn_t *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* a TLS handshake completed */
     if (what & BEV_EVENT_TIMEOUT) {
         if (c->state == C_BUSY && c->req && !c->req->body_done && (what & BEV_EVENT_READING)) {
             SL_INFO("worker %d: client %s: request body timed out", c->w->id, c->peer_ip);

@@ -36,14 +36,18 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     sl_worker_t *w = arg;
     uint16_t port = 0;
-    for (size_t i = 0; i < w->nlisteners; i++)
-        if (w->listeners[i] == l)
+    bool tls = false;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i] == l) {
             port = w->listen_ports[i];
+            tls = w->conf->proxy[i].ssl;
+        }
+    }
     if (w->draining) {
         evutil_closesocket(fd);
         return;
     }
-    sl_conn_accept(w, fd, sa, salen, port);
+    sl_conn_accept(w, fd, sa, salen, port, tls);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)

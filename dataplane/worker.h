@@ -83,7 +83,7 @@ sl_gen_t *sl_worker_gen(sl_worker_t *w);
 
 /* Client connections (proxy.c). */
 void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                    uint16_t local_port);
+                    uint16_t local_port, bool tls);
 /* Closes idle keep-alive connections and marks busy ones to close after their
  * current response (drain). */
 void sl_conns_drain(sl_worker_t *w);

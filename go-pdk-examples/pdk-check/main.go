@@ -54,7 +54,7 @@ const (
 
 // Config is the plugin configuration. Every field is optional.
 type Config struct {
-	Mode           string `json:"mode"`            // "" (report), "exit" or "exit_status"
+	Mode           string `json:"mode"`            // "" (report), "exit", "exit_status" or "refuse_tls"
 	ExitStatus     int    `json:"exit_status"`     // status of the exit modes; default 200
 	ResponseStatus int    `json:"response_status"` // set in the response phase when not 0
 	// Not consumer_id: the gateway adds route_id, service_id and consumer_id
@@ -182,6 +182,21 @@ func captures(unnamed [][]byte, named map[string][]byte, err error) (interface{}
 }
 
 // Access reports every access-phase answer, then proxies or exits.
+// Certificate runs, for a global instance, during each TLS handshake, before
+// any request: it logs the client's address, and with mode "refuse_tls" ends
+// the handshake (kong.response.exit, which refuses the connection there).
+func (conf *Config) Certificate(kong *pdk.PDK) {
+	ip, err := kong.Client.GetIp()
+	if err != nil {
+		log.Printf("pdk-check: certificate: %s", err)
+		return
+	}
+	_ = kong.Log.Notice("pdk-check: certificate phase for ", ip)
+	if conf.Mode == "refuse_tls" {
+		kong.Response.ExitStatus(403)
+	}
+}
+
 // Rewrite runs, as in Kong, only for an instance that applies globally, and
 // before the router: it tells the client (X-Pdk-Check-Rewrite: the path it
 // saw) and the upstream (X-Pdk-Check-Rewrite: ran) that it did.

@@ -499,7 +499,7 @@ func TestDump(t *testing.T) {
 	p := d.Plugins[0]
 	if p.Name != "pdk-check" || p.Priority != Priority ||
 		d.SocketPath != "/run/sluice/pdk-check.socket" ||
-		!reflect.DeepEqual(p.Phases, []string{"rewrite", "access", "response", "log"}) {
+		!reflect.DeepEqual(p.Phases, []string{"certificate", "rewrite", "access", "response", "log"}) {
 		t.Errorf("-dump printed %s", out)
 	}
 	var fields []string

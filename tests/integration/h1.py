@@ -97,12 +97,22 @@ def chunked_body(pieces, trailers=None, ext=False):
 
 
 class Conn:
-    """One client connection with a read buffer."""
+    """One client connection with a read buffer. With ssl_context the
+    connection speaks TLS (the handshake happens here, sending
+    server_hostname as SNI when it is given); self.sock is then an
+    ssl.SSLSocket."""
 
-    def __init__(self, addr, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, addr, timeout=DEFAULT_TIMEOUT, ssl_context=None, server_hostname=None):
         self.addr = addr
         self.sock = socket.create_connection(addr, timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls = ssl_context is not None
+        if self.tls:
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname)
+            except BaseException:
+                self.sock.close()
+                raise
         self.timeout = timeout
         self.buf = bytearray()
         self.eof = False
@@ -272,14 +282,25 @@ class Conn:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False, bytes(extra)
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                return False, bytes(extra)
+            # TLS: decrypted bytes may wait in the SSL object, unseen by select.
+            if not (self.tls and self.sock.pending()):
+                r, _, _ = select.select([self.sock], [], [], left)
+                if not r:
+                    return False, bytes(extra)
+            if self.tls:
+                # A record without application data (a TLS 1.3 session
+                # ticket) makes the socket readable but recv would wait.
+                self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
             except (ConnectionResetError, OSError):
                 self.eof = True
                 return True, bytes(extra)
+            finally:
+                if self.tls:
+                    self.sock.settimeout(self.timeout)
             if not data:
                 self.eof = True
                 return True, bytes(extra)
@@ -294,9 +315,9 @@ class Conn:
 
 
 def request(addr, method, target, headers=None, body=None, host="sluice.test",
-            timeout=DEFAULT_TIMEOUT, **kw):
-    """One request on a new connection."""
-    with Conn(addr, timeout) as c:
+            timeout=DEFAULT_TIMEOUT, ssl_context=None, server_hostname=None, **kw):
+    """One request on a new connection (over TLS with ssl_context)."""
+    with Conn(addr, timeout, ssl_context, server_hostname) as c:
         return c.request(method, target, headers, body, host=host, **kw)
 
 

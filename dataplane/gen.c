@@ -45,8 +45,7 @@ struct entity {
     sl_errors_t *errs;
 };
 
-/* The array of a table, or NULL (an empty table) when absent or null. */
-static json_t *table_of(json_t *doc, const char *name, sl_errors_t *errs)
+json_t *sl_gen_table(const json_t *doc, const char *name, sl_errors_t *errs)
 {
     json_t *t = json_object_get(doc, name);
     if (t == NULL || json_is_null(t))
@@ -355,8 +354,8 @@ static bool parse_target(const struct entity *e, const char *target, sl_target_t
 
 static int build_upstreams(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
 {
-    json_t *ups = table_of(doc, "upstreams", errs);
-    json_t *tgts = table_of(doc, "targets", errs);
+    json_t *ups = sl_gen_table(doc, "upstreams", errs);
+    json_t *tgts = sl_gen_table(doc, "targets", errs);
     g->nupstreams = json_array_size(ups);
     g->upstreams = sl_xcalloc(g->nupstreams, sizeof(sl_upstream_t));
     /* The targets of each upstream, grouped once: upstream id -> [index]. */
@@ -424,7 +423,7 @@ static const sl_upstream_t *find_upstream(const sl_gen_t *g, const char *name)
 
 static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
 {
-    json_t *svcs = table_of(doc, "services", errs);
+    json_t *svcs = sl_gen_table(doc, "services", errs);
     g->nservices = json_array_size(svcs);
     g->services = sl_xcalloc(g->nservices, sizeof(sl_service_t));
     g->service_index = json_object();
@@ -673,7 +672,7 @@ static ssize_t prev_index_of(struct ptr_map *m, json_t *prev_table, const json_t
 static int build_routes(sl_gen_t *g, json_t *doc, const sl_gen_t *prev, sl_errors_t *errs)
 {
     size_t before = errs->n;
-    json_t *routes = table_of(doc, "routes", errs);
+    json_t *routes = sl_gen_table(doc, "routes", errs);
     size_t n = json_array_size(routes);
     g->routes = sl_xcalloc(n ? n : 1, sizeof(sl_route_t));
     g->specs = sl_xcalloc(n ? n : 1, sizeof(sl_route_spec_t));

@@ -135,6 +135,10 @@ typedef struct sl_gen_s {
  */
 int sl_gen_build(json_t *doc, uint64_t version, sl_gen_t **out, sl_errors_t *errs);
 
+/* A table of a normalised document (doc["routes"]): the array, or NULL (an
+ * empty table) when absent or null; another type is an error in errs. */
+json_t *sl_gen_table(const json_t *doc, const char *name, sl_errors_t *errs);
+
 /* The same with the configuration hash given (hybrid mode: the control
  * plane's content hash) instead of computed from the document. */
 int sl_gen_build_hashed(json_t *doc, uint64_t version, const char *hash, sl_gen_t **out,

@@ -59,19 +59,6 @@ static const char *str_value(const json_t *v)
     return s && strlen(s) == json_string_length(v) ? s : NULL;
 }
 
-/* The array of a table, or NULL when absent or null (an empty table). */
-static json_t *table_of(const json_t *doc, const char *name, sl_errors_t *errs)
-{
-    json_t *t = json_object_get(doc, name);
-    if (t == NULL || json_is_null(t))
-        return NULL;
-    if (!json_is_array(t)) {
-        sl_errors_add(errs, "%s: expected an array", name);
-        return NULL;
-    }
-    return t;
-}
-
 /* A string field of table[i]; NULL when absent or null (an error when
  * required) or of the wrong type (always an error). */
 static const char *str_field(const json_t *o, const char *table, size_t i, const char *key,
@@ -197,8 +184,8 @@ static void tls_free(struct sl_gen_tls_s *t)
 int sl_gen_tls_build(struct sl_gen_s *g, const json_t *doc, sl_errors_t *errs)
 {
     size_t before = errs->n;
-    json_t *certs = table_of(doc, "certificates", errs);
-    json_t *snis = table_of(doc, "snis", errs);
+    json_t *certs = sl_gen_table(doc, "certificates", errs);
+    json_t *snis = sl_gen_table(doc, "snis", errs);
     size_t ncerts = json_array_size(certs), nsnis = json_array_size(snis);
     g->tls = NULL;
     if (nsnis == 0)

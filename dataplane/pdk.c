@@ -977,11 +977,9 @@ void sl_pdk_service_request_clear_query_arg(sl_pdk_t *p, const char *name)
     r->up_query = (sl_str_t){d.out, d.len};
 }
 
-/* Text of a header value as Kong's normalize_multi_header makes it: a
- * string as it is, a number or boolean as Lua's tostring would print it.
- * NULL for any other type. */
-static const char *scalar_text(sl_req_t *r, const json_t *v)
+const char *sl_pdk_scalar_text(sl_pdk_t *p, const json_t *v)
 {
+    sl_req_t *r = R(p);
     switch (json_typeof(v)) {
     case JSON_STRING:
         return sl_arena_strndup(&r->arena, json_string_value(v), json_string_length(v));
@@ -1039,7 +1037,7 @@ static const char **header_table(sl_pdk_t *p, const json_t *headers, size_t *n)
             if (json_array_size(v) == 0 && !field_ok(p, name, ""))
                 return NULL;
         } else {
-            const char *text = scalar_text(r, v);
+            const char *text = sl_pdk_scalar_text((sl_pdk_t *)r, v);
             if (!text) {
                 sl_pdk_log(p, SL_LOG_ERROR,
                            "invalid header value for \"%.64s\": expected array of string, "
@@ -1066,7 +1064,7 @@ bool sl_pdk_service_request_set_headers(sl_pdk_t *p, const json_t *headers)
     for (size_t i = 0; i < n; i++) {
         const json_t *v = json_object_get(headers, names[i]);
         if (!json_is_array(v)) {
-            sl_pdk_service_request_set_header(p, names[i], scalar_text(R(p), v));
+            sl_pdk_service_request_set_header(p, names[i], sl_pdk_scalar_text(p, v));
             continue;
         }
         sl_pdk_service_request_clear_header(p, names[i]);
@@ -1102,7 +1100,7 @@ static bool add_query_value(sl_req_t *r, sl_sb_t *b, const char *key, const json
     if (json_is_false(v))
         return true;
     const char *text = NULL;
-    if (!json_is_true(v) && !(text = scalar_text(r, v)))
+    if (!json_is_true(v) && !(text = sl_pdk_scalar_text((sl_pdk_t *)r, v)))
         return false;
     if (b->len)
         sl_sb_addlit(b, "&");
@@ -1274,7 +1272,7 @@ bool sl_pdk_response_set_headers(sl_pdk_t *p, const json_t *headers)
             continue;
         }
         if (!json_is_array(v)) {
-            add_op(R(p), SL_HDR_SET, names[i], scalar_text(R(p), v));
+            add_op(R(p), SL_HDR_SET, names[i], sl_pdk_scalar_text(p, v));
             continue;
         }
         if (json_array_size(v) == 0)

@@ -447,6 +447,12 @@ struct event_base *sl_pdk_event_base(sl_pdk_t *p);
 /* The worker's index, 0 .. workers-1 (per-worker state). */
 int sl_pdk_worker_id(sl_pdk_t *p);
 
+/* The text of a header value or query argument as Kong's
+ * normalize_multi_header makes it: a string as it is, a number or boolean
+ * as Lua's tostring would print it (in the request's memory); NULL for any
+ * other type. */
+const char *sl_pdk_scalar_text(sl_pdk_t *p, const json_t *v);
+
 /* Memory that lives as long as the request. */
 void *sl_pdk_alloc(sl_pdk_t *p, size_t n);
 char *sl_pdk_strndup(sl_pdk_t *p, const char *s, size_t n);

@@ -120,27 +120,6 @@ static bool name_ok(struct call *c, const char *name)
     return false;
 }
 
-/* A header value as Kong's validate_header takes it: a string, a number or
- * a boolean as Lua's tostring prints it (NULL for anything else). */
-static const char *scalar_text(const json_t *v, char buf[32])
-{
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        return json_string_value(v);
-    case JSON_INTEGER:
-        snprintf(buf, 32, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    case JSON_REAL:
-        snprintf(buf, 32, "%.14g", json_real_value(v));
-        return buf;
-    case JSON_TRUE:
-        return "true";
-    case JSON_FALSE:
-        return "false";
-    default:
-        return NULL;
-    }
-}
 
 /* The header setters of kong.response and kong.service.request. */
 struct header_ops {
@@ -166,13 +145,12 @@ static void set_header_kv(struct call *c, const struct header_ops *ops, bool add
 {
     const char *name = c->a.v.key.p;
     const json_t *v = c->a.json;
-    char buf[32];
     if (!name_ok(c, name))
         return;
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
-        const char *text = json_is_array(v) && !json_is_string(e) ? NULL : scalar_text(e, buf);
+        const char *text = json_is_array(v) && !json_is_string(e) ? NULL : sl_pdk_scalar_text(c->p, e);
         if (!text) {
             refuse(c,
                    "invalid value for header \"%.64s\": expected a string, number, boolean "
@@ -189,7 +167,7 @@ static void set_header_kv(struct call *c, const struct header_ops *ops, bool add
         ops->clear(c->p, name);
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
-        const char *text = scalar_text(e, buf);
+        const char *text = sl_pdk_scalar_text(c->p, e);
         (add || i > 0 ? ops->add : ops->set)(c->p, name, text);
     }
     sl_pb_put_empty(c->out);
@@ -542,9 +520,9 @@ static void log_serialize(struct call *c)
 static void set_serialize_value(struct call *c)
 {
     const json_t *v = c->a.json;
-    char buf[32], *dumped = NULL;
+    char *dumped = NULL;
     const char *text = NULL;
-    if (!json_is_null(v) && !(text = scalar_text(v, buf)))
+    if (!json_is_null(v) && !(text = sl_pdk_scalar_text(c->p, v)))
         text = dumped = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!*c->a.v.key.p) {
         refuse(c, "key must be a non-empty string");

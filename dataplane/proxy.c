@@ -1111,12 +1111,7 @@ static void route_request(sl_req_t *r)
         .get_header = router_get_header,
         .ud = r,
     };
-    int matched = sl_router_match(r->gen->router, &rq, &r->m);
-    /* An http-only route does not serve TLS (Kong); a route for https only
-     * answers plain HTTP with its https_redirect_status_code, below. */
-    if (matched == SL_OK && r->m.protocol_mismatch && r->c->tls)
-        matched = SL_DECLINED;
-    if (matched != SL_OK) {
+    if (sl_router_match(r->gen->router, &rq, &r->m) != SL_OK) {
         /* Global plugins still see the answer (header_filter, log). */
         sl_engine_run_init(&r->run, sl_engine_global_chain(r->gen), &r->arena);
         sl_engine_collect_global(PDK(r), &r->run, SCHEME(r));

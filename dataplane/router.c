@@ -35,9 +35,10 @@
  * only while its rank beats the best match found so far; every tree node
  * records the best rank beneath it, so subtrees and whole groups that cannot
  * win are not even walked. No regex is ever run for a matcher that could not
- * beat a match already found. A candidate that passes everything but the
- * scheme is remembered, and reported with protocol_mismatch only when nothing
- * passes with the right scheme.
+ * beat a match already found. Schemes as Kong's router: a route for https
+ * only also matches plain HTTP (reported with protocol_mismatch, so that
+ * the proxy answers with its https_redirect_status_code), and so shadows
+ * the routes below it; a route for http only does not match https.
  */
 #include "router.h"
 
@@ -821,9 +822,8 @@ struct cand_list {
 struct match_ctx {
     const sl_router_t *r;
     const sl_router_req_t *req;
-    uint32_t best;      /* rank of the best full match, UINT32_MAX if none */
-    uint32_t best_mism; /* rank of the best match but for the scheme */
-    sl_router_match_t *ok, *mism;
+    uint32_t best; /* rank of the best full match, UINT32_MAX if none */
+    sl_router_match_t *ok;
     struct cand_list lists[MAX_CAND_LISTS];
     size_t nlists;
 };
@@ -911,28 +911,24 @@ static void fill_result(sl_router_match_t *res, const struct matcher *m, const s
     }
 }
 
-/* Checks one candidate's remaining conditions (cheapest first: method,
- * headers, then the path regex) and records it as the best match, or as the
- * best match but for the scheme. */
+/* Checks one candidate's remaining conditions (cheapest first: the scheme,
+ * method, headers, then the path regex) and records it as the best match. */
 static void evaluate(struct match_ctx *c, uint32_t rank)
 {
     const struct matcher *m = &c->r->matchers[rank];
     const sl_router_req_t *req = c->req;
     bool scheme_ok = (m->route->protocols & req->scheme) != 0;
+    bool redirect =
+        !scheme_ok && req->scheme == SL_PROTO_HTTP && (m->route->protocols & SL_PROTO_HTTPS) != 0;
 
-    if (!scheme_ok && rank >= c->best_mism)
+    if (!scheme_ok && !redirect)
         return;
     if (!methods_match(m->route, req->method) || !headers_match(m->route, c->r, req))
         return;
     if (m->re != NULL && !regex_run(m->re, c->r, req->path.p, req->path.len))
         return;
-    if (scheme_ok) {
-        c->best = rank;
-        fill_result(c->ok, m, req, false);
-    } else {
-        c->best_mism = rank;
-        fill_result(c->mism, m, req, true);
-    }
+    c->best = rank;
+    fill_result(c->ok, m, req, redirect);
 }
 
 /* Merges the pending candidate lists in rank order, stopping at the first
@@ -1064,21 +1060,16 @@ static void walk_hosts(struct match_ctx *c)
     }
 }
 
-/* *m is only written once a match with the right scheme is certain to be
- * returned (a later, better one may overwrite it); a match but for the scheme
- * waits in a local until nothing better is found. On SL_DECLINED *m is
- * untouched. */
+/* *m is written by each better match found (the last one written is
+ * returned). On SL_DECLINED *m is untouched. */
 int sl_router_match(const sl_router_t *r, const sl_router_req_t *req, sl_router_match_t *m)
 {
-    sl_router_match_t mism;
     struct match_ctx c;
 
     c.r = r;
     c.req = req;
     c.best = UINT32_MAX;
-    c.best_mism = UINT32_MAX;
     c.ok = m;
-    c.mism = &mism;
     c.nlists = 0;
 
     walk_hosts(&c);
@@ -1086,14 +1077,7 @@ int sl_router_match(const sl_router_t *r, const sl_router_req_t *req, sl_router_
     walk_bucket(&c, r->hostless);
     drain_lists(&c);
 
-    if (c.best != UINT32_MAX)
-        return SL_OK;
-    if (c.best_mism == UINT32_MAX)
-        return SL_DECLINED;
-    memcpy(m, &mism, offsetof(sl_router_match_t, captures));
-    memcpy(m->captures, mism.captures, mism.ncaptures * sizeof(mism.captures[0]));
-    m->protocol_mismatch = true;
-    return SL_OK;
+    return c.best != UINT32_MAX ? SL_OK : SL_DECLINED;
 }
 
 /* ------------------------------------------------------------ upstream path */

@@ -402,11 +402,14 @@ static const struct match_case match_cases[] = {
        "tls", .mismatch = true),
     MC("https-only route over https", ROUTES(R("tls", .paths = {"/s"}, .protocols = HTTPS)),
        RQ("GET", "/s", .scheme = HTTPS), "tls"),
-    MC("http-only route over https: mismatch",
+    MC("http-only route over https: no match",
        ROUTES(R("plain", .protocols = HTTP, .paths = {"/"})), RQ("GET", "/", .scheme = HTTPS),
-       "plain", .mismatch = true),
-    MC("a lower route with the right scheme wins over a mismatch",
+       NULL),
+    MC("an https-only route shadows a lower one over http (Kong redirects)",
        ROUTES(R("tls", .paths = {"/s/long"}, .protocols = HTTPS), R("any", .paths = {"/s"})),
+       RQ("GET", "/s/long", .scheme = HTTP), "tls", .mismatch = true),
+    MC("over http, a higher route for both schemes wins over an https-only one",
+       ROUTES(R("tls", .paths = {"/s"}, .protocols = HTTPS), R("any", .paths = {"/s/long"})),
        RQ("GET", "/s/long", .scheme = HTTP), "any"),
     MC("best mismatch reported",
        ROUTES(R("tls-low", .paths = {"/s"}, .protocols = HTTPS),
@@ -1058,16 +1061,21 @@ static int ref_match(const struct big_table *t, const sl_route_spec_t *specs,
                      const struct test_req *q, bool *mismatch)
 {
     pcre2_match_data *md = pcre2_match_data_create(32, NULL);
-    int best[2] = {-1, -1};
-    uint64_t bprio[2] = {0, 0};
-    int64_t brp[2] = {0, 0};
+    int best = -1;
+    uint64_t bprio = 0;
+    int64_t brp = 0;
+    *mismatch = false;
     unsigned scheme = q->scheme ? q->scheme : SL_PROTO_HTTP;
 
     for (int i = 0; i < BIG_N; i++) {
         const struct route_def *d = &t->defs[i];
         const char *path = d->paths[0];
         unsigned protos = d->protocols ? d->protocols : (SL_PROTO_HTTP | SL_PROTO_HTTPS);
-        int cls = (protos & scheme) ? 0 : 1;
+        /* Kong: an https-only route matches http too (to redirect it); an
+         * http-only one does not match https. */
+        bool redirect = !(protos & scheme) && scheme == SL_PROTO_HTTP && (protos & SL_PROTO_HTTPS);
+        if (!(protos & scheme) && !redirect)
+            continue;
         int64_t rp = 0;
 
         if (d->methods[0] && strcmp(d->methods[0], q->method) != 0)
@@ -1084,15 +1092,15 @@ static int ref_match(const struct big_table *t, const sl_route_spec_t *specs,
             continue;
         }
         uint64_t prio = sl_router_priority(&specs[i], path);
-        if (best[cls] < 0 || prio > bprio[cls] || (prio == bprio[cls] && rp > brp[cls])) {
-            best[cls] = i;
-            bprio[cls] = prio;
-            brp[cls] = rp;
+        if (best < 0 || prio > bprio || (prio == bprio && rp > brp)) {
+            best = i;
+            bprio = prio;
+            brp = rp;
+            *mismatch = redirect;
         }
     }
     pcre2_match_data_free(md);
-    *mismatch = best[0] < 0 && best[1] >= 0;
-    return best[0] >= 0 ? best[0] : best[1];
+    return best;
 }
 
 /* A request aimed at route i (with some noise so near misses happen). */

@@ -120,7 +120,6 @@ static bool name_ok(struct call *c, const char *name)
     return false;
 }
 
-
 /* The header setters of kong.response and kong.service.request. */
 struct header_ops {
     void (*set)(sl_pdk_t *, const char *, const char *);
@@ -150,7 +149,8 @@ static void set_header_kv(struct call *c, const struct header_ops *ops, bool add
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
-        const char *text = json_is_array(v) && !json_is_string(e) ? NULL : sl_pdk_scalar_text(c->p, e);
+        const char *text =
+            json_is_array(v) && !json_is_string(e) ? NULL : sl_pdk_scalar_text(c->p, e);
         if (!text) {
             refuse(c,
                    "invalid value for header \"%.64s\": expected a string, number, boolean "

@@ -244,9 +244,13 @@ static int default_pair(const char *prefix, char **cert_pem, char **key_pem, sl_
         rc = SL_ERR_INVALID;
         goto out;
     }
-    if (sl_mkdir_p(dir) != 0 || sl_write_file_atomic(kpath, *key_pem, strlen(*key_pem)) != SL_OK ||
-        chmod(kpath, 0600) != 0 ||
-        sl_write_file_atomic(cpath, *cert_pem, strlen(*cert_pem)) != SL_OK)
+    /* The key is never readable by others, not even for a moment (start-up:
+     * no other thread creates files yet). */
+    mode_t mask = umask(077);
+    bool kept =
+        sl_mkdir_p(dir) == 0 && sl_write_file_atomic(kpath, *key_pem, strlen(*key_pem)) == SL_OK;
+    umask(mask);
+    if (!kept || sl_write_file_atomic(cpath, *cert_pem, strlen(*cert_pem)) != SL_OK)
         SL_WARN("cannot keep the default certificate in %s: %s (a new one is made at each "
                 "start)",
                 dir, strerror(errno));

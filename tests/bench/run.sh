@@ -4,7 +4,8 @@
 # build/), wrk, and Debian's nginx (/usr/sbin/nginx).
 #
 #   1. upstream direct vs sluice-dp (workers=1) vs nginx proxy (1 worker,
-#      keepalive 64): requests/s, p50, p99; ratios sluice/nginx.
+#      keepalive 64): requests/s, p50, p99; ratios sluice/nginx; the same
+#      over TLS (both proxies' ssl listeners, one certificate).
 #   2. sluice-dp with 10,000 routes (mixed hosts, prefixes, 5% regex) vs 1
 #      route, same requests.
 #   3. sluice-dp (and nginx) resident memory with 10,000 idle keep-alive
@@ -235,10 +236,19 @@ start_nginx upstream "$UP_PORT" "
         location / { default_type text/plain; return 200 \"$BODY\"; }
     }"
 
+# One certificate for both proxies' TLS listeners (P-256, self-signed).
+NGX_TLS_PORT=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=bench.test" -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1 ||
+    die "openssl could not make the benchmark's certificate"
 start_nginx proxy "$NGX_PORT" "
     upstream backend { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$NGX_PORT backlog=4096;
+        listen 127.0.0.1:$NGX_TLS_PORT ssl backlog=4096;
+        ssl_certificate $WORK/tls.crt;
+        ssl_certificate_key $WORK/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -261,15 +271,20 @@ echo
 
 start_dp dp1 "$WORK/one-route.json" 1
 start_dp dp10k "$WORK/10k-routes.json" 1
+start_dp dptls "$WORK/one-route.json" 1 "proxy_listen = 127.0.0.1:0 ssl" \
+    "ssl_cert = $WORK/tls.crt" "ssl_cert_key = $WORK/tls.key"
 for _ in $(seq "$ROUNDS"); do
     run_wrk direct "http://127.0.0.1:$UP_PORT/" "$upstream_PID"
     run_wrk sluice "http://$dp1_ADDR/" "$dp1_PID"
     run_wrk nginx "http://127.0.0.1:$NGX_PORT/" "$proxy_PID"
     run_wrk r1 "http://$dp1_ADDR/" "$dp1_PID" "$WORK/routes.lua"
     run_wrk r10k "http://$dp10k_ADDR/" "$dp10k_PID" "$WORK/routes.lua"
+    run_wrk sluice_tls "https://$dptls_ADDR/" "$dptls_PID"
+    run_wrk nginx_tls "https://127.0.0.1:$NGX_TLS_PORT/" "$proxy_PID"
 done
 stop_pid "$dp1_PID"
 stop_pid "$dp10k_PID"
+stop_pid "$dptls_PID"
 
 echo "1. Proxy overhead (GET /, ${#BODY}-byte body)"
 header
@@ -281,6 +296,14 @@ N_RPS=$RPS N_P99=$P99 N_CPU=$CPU
 echo "  sluice/nginx: requests/s x$(ratio "$S_RPS" "$N_RPS"), p99 x$(ratio "$S_P99" "$N_P99")," \
      "CPU per request x$(ratio "$S_CPU" "$N_CPU")"
 echo "  (medians of $ROUNDS interleaved rounds; requests/s above 1 and p99, CPU below 1 favour sluice)"
+echo
+echo "1b. TLS termination (TLS 1.3, P-256 certificate, keep-alive connections; same request)"
+header
+report sluice_tls "sluice-dp, ssl listener"
+ST_RPS=$RPS ST_P99=$P99 ST_CPU=$CPU
+report nginx_tls "nginx, ssl listener"
+echo "  sluice/nginx over TLS: requests/s x$(ratio "$ST_RPS" "$RPS"), p99 x$(ratio "$ST_P99" "$P99")," \
+     "CPU per request x$(ratio "$ST_CPU" "$CPU")"
 echo
 
 # ================================================================ 2. router scale

@@ -448,12 +448,22 @@ static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
                           "services[%zu].protocol: '%s' is not supported by this data plane yet "
                           "(use http)",
                           i, proto);
-        if (proto && !strcmp(proto, "https"))
-            sl_errors_add(errs,
-                          "services[%zu].protocol: https upstreams are not supported by this data "
-                          "plane yet (use http)",
-                          i);
         s->https = proto && !strcmp(proto, "https");
+        s->tls_verify = s->https && bool_field(&e, "tls_verify", false);
+        if (s->tls_verify) {
+            char err[256];
+            s->tls_ctx = sl_tls_upstream_ctx_new(doc, json_object_get(e.o, "ca_certificates"), err,
+                                                 sizeof(err));
+            if (!s->tls_ctx)
+                field_error(&e, "ca_certificates", err);
+            else if (present(&e, "tls_verify_depth"))
+                SSL_CTX_set_verify_depth(s->tls_ctx,
+                                         (int)int_field(&e, "tls_verify_depth", 1, 0, 64));
+        }
+        if (present(&e, "client_certificate"))
+            field_error(&e, "client_certificate",
+                        "client certificates to upstreams are not supported by this data plane "
+                        "yet (remove it)");
         s->port = (uint16_t)int_field(&e, "port", 80, 0, 65535);
         s->retries = (int)int_field(&e, "retries", 5, 0, 32767);
         s->connect_timeout_ms = (uint32_t)int_field(&e, "connect_timeout", 60000, 1, INT32_MAX - 1);
@@ -757,6 +767,7 @@ static void base_unref(struct sl_gen_base_s *b)
         free(s->host);
         free(s->path);
         free(s->host_header);
+        SSL_CTX_free(s->tls_ctx);
     }
     free(b->services);
     for (size_t i = 0; i < b->nupstreams; i++) {

@@ -58,6 +58,10 @@ typedef struct sl_service_s {
     struct sockaddr_storage addr; /* valid when host_is_ip */
     socklen_t addrlen;
     char *host_header; /* owned: "host" or "host:port" as sent upstream */
+    /* protocol https: what the upstream's certificate is checked against
+     * (tls_verify; owned, NULL: not checked, tls.h's shared context). */
+    bool tls_verify;
+    struct ssl_ctx_st *tls_ctx;
 } sl_service_t;
 
 typedef struct sl_route_s {

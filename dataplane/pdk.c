@@ -1171,14 +1171,11 @@ bool sl_pdk_service_request_set_query(sl_pdk_t *p, const json_t *args)
 
 bool sl_pdk_service_request_set_scheme(sl_pdk_t *p, const char *scheme)
 {
-    if (scheme && !strcmp(scheme, "http"))
+    if (scheme && (!strcmp(scheme, "http") || !strcmp(scheme, "https"))) {
+        R(p)->up_scheme = scheme[4] ? 1 : -1;
         return true;
-    if (scheme && !strcmp(scheme, "https"))
-        sl_pdk_log(p, SL_LOG_ERROR,
-                   "set_scheme(\"https\") refused: this data plane speaks plain HTTP to "
-                   "upstreams");
-    else
-        sl_pdk_log(p, SL_LOG_ERROR, "invalid scheme: %.32s", scheme ? scheme : "(null)");
+    }
+    sl_pdk_log(p, SL_LOG_ERROR, "invalid scheme: %.32s", scheme ? scheme : "(null)");
     return false;
 }
 

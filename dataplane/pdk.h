@@ -311,12 +311,9 @@ void sl_pdk_service_request_set_raw_query(sl_pdk_t *p, const char *query);
  * with nothing changed, when a value is of another type.
  */
 bool sl_pdk_service_request_set_query(sl_pdk_t *p, const json_t *args);
-/*
- * kong.service.request.set_scheme: "http" or "https". The data plane only
- * speaks plain HTTP to upstreams yet (a service with protocol https is
- * refused at load), so "http" is accepted and "https" refused (false, with
- * a log line), as is any other value (Kong's "invalid scheme").
- */
+/* kong.service.request.set_scheme: "http" or "https", the upstream
+ * connection plain or TLS whatever the service's protocol; false (with a
+ * log line) for any other value, as Kong's "invalid scheme". */
 bool sl_pdk_service_request_set_scheme(sl_pdk_t *p, const char *scheme);
 /* kong.service.request.set_raw_body: the body sent upstream instead of the
  * client's (with its Content-Length; chunked framing is dropped). Only once

@@ -65,6 +65,8 @@ struct sl_upconn_s {
     TAILQ_ENTRY(sl_upconn_s) link;
     sl_worker_t *w;
     struct bufferevent *bev; /* owned */
+    bool tls;                /* over TLS (a service with protocol https) */
+    char sni[256];           /* the name it was opened for ("" none) */
     struct event *timer;     /* owned: connect timeout */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -134,7 +136,8 @@ struct sl_req_s {
     const sl_consumer_t *consumer;
     const sl_credential_t *credential;
     sl_str_t up_method, up_path, up_query, up_host; /* set by plugins; p == NULL: unset */
-    struct sl_hdr_op *resp_ops;                     /* response header changes, in order */
+    int8_t up_scheme; /* kong.service.request.set_scheme: 1 https, -1 http, 0 the service's */
+    struct sl_hdr_op *resp_ops; /* response header changes, in order */
     size_t nresp_ops, cap_resp_ops;
     const sl_h1_header_t *resp_headers; /* in header_filter: the upstream's fields */
     size_t nresp_headers;

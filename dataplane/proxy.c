@@ -1789,12 +1789,18 @@ void sl_upstream_pool_close_all(sl_worker_t *w)
         upconn_close(u);
 }
 
-static sl_upconn_t *pool_take(sl_worker_t *w, const struct sockaddr_storage *addr, socklen_t len)
+/* An idle connection to addr made the same way: plain, or TLS with the same
+ * name and the same context (what its certificate was checked against; the
+ * connection's SSL holds a reference to it, so the pointer stays valid). */
+static sl_upconn_t *pool_take(sl_worker_t *w, const struct sockaddr_storage *addr, socklen_t len,
+                              SSL_CTX *tls_ctx, const char *sni)
 {
     sl_upconn_t *u;
     TAILQ_FOREACH(u, &w->idle, link)
     {
-        if (same_addr(&u->addr, u->addrlen, addr, len)) {
+        if (same_addr(&u->addr, u->addrlen, addr, len) && u->tls == (tls_ctx != NULL) &&
+            (!tls_ctx || (!strcmp(u->sni, sni) &&
+                          SSL_get_SSL_CTX(bufferevent_openssl_get_ssl(u->bev)) == tls_ctx))) {
             TAILQ_REMOVE(&w->idle, u, link);
             u->in_pool = false;
             w->nidle--;
@@ -1863,7 +1869,15 @@ static void on_address(int rc, const struct sockaddr *sa, socklen_t len, void *a
     }
     struct sockaddr_storage ss;
     memcpy(&ss, sa, len);
-    sl_upconn_t *u = pool_take(w, &ss, len);
+    /* TLS to the upstream: the service's protocol, or a plugin's choice. SNI
+     * is the host connected to, unless it is an IP address. */
+    bool tls = r->up_scheme ? r->up_scheme > 0 : r->svc->https;
+    const char *host = r->target_host.p ? r->target_host.p : r->svc->host;
+    struct in6_addr ip;
+    bool named = inet_pton(AF_INET, host, &ip) != 1 && inet_pton(AF_INET6, host, &ip) != 1;
+    const char *sni = tls && named ? host : "";
+    SSL_CTX *ctx = !tls ? NULL : r->svc->tls_ctx ? r->svc->tls_ctx : sl_tls_upstream_ctx();
+    sl_upconn_t *u = pool_take(w, &ss, len, ctx, sni);
     if (u) {
         attach_upstream(r, u);
         return;
@@ -1872,7 +1886,31 @@ static void on_address(int rc, const struct sockaddr *sa, socklen_t len, void *a
     u->w = w;
     u->addr = ss;
     u->addrlen = len;
-    u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (tls) {
+        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+        if (ssl) {
+            u->tls = true;
+            snprintf(u->sni, sizeof(u->sni), "%s", sni);
+            if (*sni)
+                SSL_set_tlsext_host_name(ssl, sni);
+            if (r->svc->tls_ctx)
+                SSL_set1_host(ssl, host); /* tls_verify: the certificate names the host */
+            u->bev = bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+            if (u->bev)
+                bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
+            else
+                SSL_free(ssl);
+        }
+    } else {
+        u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (!u->bev) {
+        free(u);
+        send_json(r->c, r, 502, "An invalid response was received from the upstream server", NULL,
+                  false);
+        return;
+    }
     bufferevent_disable(u->bev, EV_WRITE); /* see flush_out */
     bufferevent_setwatermark(u->bev, EV_WRITE, SL_BUF_LOW, 0);
     u->timer = evtimer_new(w->base, on_connect_timeout, u);
@@ -2565,10 +2603,17 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
         fail_upstream(r, 504, "The upstream server is timed out");
         return;
     }
-    if (!u->connected)
+    if (!u->connected) {
+        /* Over TLS, the handshake's error says more than errno. */
+        unsigned long tls_err = u->tls ? bufferevent_get_openssl_error(bev) : 0;
+        char why[256];
+        if (tls_err)
+            ERR_error_string_n(tls_err, why, sizeof(why));
         SL_INFO("worker %d: cannot connect to upstream %s: %s", u->w->id, r->svc->host,
                 (what & BEV_EVENT_TIMEOUT) ? "timed out"
+                : tls_err                  ? why
                                            : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    }
     upstream_failed(r, what);
 }
 

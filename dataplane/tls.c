@@ -14,10 +14,12 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 
 static SSL_CTX *default_ctx;
+static SSL_CTX *upstream_ctx; /* tls_verify off (sl_tls_upstream_ctx) */
 
 /* The last OpenSSL error as text (the queue is cleared). */
 static const char *ssl_error(void)
@@ -299,9 +301,84 @@ void sl_tls_cleanup(void)
 {
     SSL_CTX_free(default_ctx);
     default_ctx = NULL;
+    SSL_CTX_free(upstream_ctx);
+    upstream_ctx = NULL;
 }
 
 SSL_CTX *sl_tls_default_ctx(void)
 {
     return default_ctx;
+}
+
+/* ---- upstream contexts -------------------------------------------------- */
+
+static SSL_CTX *client_ctx_new(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    return ctx;
+}
+
+static pthread_once_t upstream_once = PTHREAD_ONCE_INIT;
+
+static void make_upstream_ctx(void)
+{
+    upstream_ctx = client_ctx_new();
+    if (upstream_ctx)
+        SSL_CTX_set_verify(upstream_ctx, SSL_VERIFY_NONE, NULL);
+}
+
+SSL_CTX *sl_tls_upstream_ctx(void)
+{
+    pthread_once(&upstream_once, make_upstream_ctx);
+    return upstream_ctx;
+}
+
+SSL_CTX *sl_tls_upstream_ctx_new(const json_t *doc, const json_t *ca_ids, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = client_ctx_new();
+    if (!ctx) {
+        snprintf(err, errlen, "cannot make a TLS context: %s", ssl_error());
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (json_array_size(ca_ids) == 0) {
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+            SL_WARN("tls_verify: the system's trust store cannot be loaded: %s", ssl_error());
+        return ctx;
+    }
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    const json_t *cas = json_object_get(doc, "ca_certificates");
+    size_t i;
+    const json_t *id;
+    json_array_foreach(ca_ids, i, id)
+    {
+        const char *want = json_string_value(id);
+        const json_t *found = NULL, *ca;
+        size_t k;
+        json_array_foreach(cas, k, ca)
+        {
+            const char *cid = json_string_value(json_object_get(ca, "id"));
+            if (want && cid && !strcmp(want, cid))
+                found = ca;
+        }
+        const char *pem = json_string_value(json_object_get(found, "cert"));
+        BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
+        X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (!x || X509_STORE_add_cert(store, x) != 1) {
+            snprintf(err, errlen, "%s %s",
+                     found ? "the certificate of ca_certificate" : "no ca_certificate with id",
+                     want ? want : "(not a string)");
+            X509_free(x);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        X509_free(x);
+    }
+    return ctx;
 }

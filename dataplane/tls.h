@@ -52,6 +52,21 @@ void sl_tls_cleanup(void);
 struct sl_conn_s;
 int sl_conn_certificate(struct sl_conn_s *c);
 
+/* ---- Upstream connections (services with protocol https) ---------------- */
+
+/* The context for upstreams whose certificate is not checked (tls_verify
+ * off, Kong's default): TLS 1.2 and 1.3. Made on first use; shared. */
+SSL_CTX *sl_tls_upstream_ctx(void);
+
+/*
+ * A context for a service with tls_verify: the upstream's certificate must
+ * chain to one of the ca_certificates entities it names (their ids, an
+ * array; doc's ca_certificates table holds their PEM), or to the system's
+ * trust store when it names none; the host is checked per connection.
+ * NULL with the reason in err (an unknown id, a PEM that does not parse).
+ */
+SSL_CTX *sl_tls_upstream_ctx_new(const json_t *doc, const json_t *ca_ids, char *err, size_t errlen);
+
 /* The default context (NULL before sl_tls_init). */
 SSL_CTX *sl_tls_default_ctx(void);
 

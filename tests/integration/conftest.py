@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -186,20 +187,25 @@ def declarative(services=(), routes=(), **extra):
 
 
 class Upstream:
-    """tests/integration/upstream.py running as a subprocess."""
+    """tests/integration/upstream.py running as a subprocess; with tls=(cert
+    file, key file[, max version "1.2"]) it serves TLS, and get() speaks TLS
+    to it (unverified)."""
 
-    def __init__(self, workdir, name="up", mode="normal"):
+    def __init__(self, workdir, name="up", mode="normal", tls=None):
         self.name = name
+        self.tls = tls
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         addr_file = self.workdir / ("upstream-%s.addr" % name)
         if addr_file.exists():
             addr_file.unlink()
         self.log = open(self.workdir / ("upstream-%s.log" % name), "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(UPSTREAM_PY), "--port", "0", "--addr-file", str(addr_file),
-             "--name", name, "--mode", mode],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [sys.executable, str(UPSTREAM_PY), "--port", "0", "--addr-file", str(addr_file),
+               "--name", name, "--mode", mode]
+        if tls:
+            cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+            cmd += ["--tls-max-version", tls[2]] if len(tls) > 2 else []
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: addr_file.exists() and read_addr_file(addr_file), 10,
                    what="upstream %s address file" % name)
         self.addr = read_addr_file(addr_file)
@@ -207,9 +213,14 @@ class Upstream:
 
     @property
     def url(self):
-        return "http://%s:%d" % self.addr
+        return "%s://%s:%d" % (("https" if self.tls else "http",) + self.addr)
 
     def get(self, target, **kw):
+        if self.tls and "ssl_context" not in kw:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            kw["ssl_context"] = ctx
         return h1.get(self.addr, target, host="%s:%d" % self.addr, **kw)
 
     def counter(self, token):
@@ -502,8 +513,8 @@ def upstream2(tmp_path_factory):
 def upstream_factory(tmp_path):
     started = []
 
-    def make(name="extra", mode="normal"):
-        u = Upstream(tmp_path / ("upstream-" + name), name, mode)
+    def make(name="extra", mode="normal", tls=None):
+        u = Upstream(tmp_path / ("upstream-" + name), name, mode, tls)
         started.append(u)
         return u
 

@@ -8,6 +8,12 @@ always streamed through a hash and never held in memory.
 Run as `python3 upstream.py --port 0 --addr-file F [--name N] [--mode M]`;
 the bound address `127.0.0.1:PORT` is written to F once it listens.
 
+TLS: with `--tls-cert FILE --tls-key FILE` every accepted connection is
+wrapped in TLS (server side, TLS 1.2 or 1.3; `--tls-max-version 1.2` caps it)
+before anything else happens on it. A failed handshake just closes the
+connection. The echo then includes "tls": {"sni": <the client's SNI or null>,
+"version": "TLSv1.3"}; the key is absent on plain connections.
+
 Modes (whole server): `normal`; `close` (read the request head, then close
 without answering); `hang` (read the request head, never answer).
 
@@ -54,6 +60,7 @@ import json
 import os
 import select
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -174,10 +181,32 @@ class Request:
         return v[-1] if v else default
 
 
+def tls_server_context(cert, key, max_version=None):
+    """A server-side context; the SNI each handshake saw goes to _sni.name
+    (the callback runs in the thread that does the handshake)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if max_version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+
+    def on_sni(sslobj, server_name, context):
+        _sni.name = server_name
+        return None
+
+    ctx.sni_callback = on_sni
+    return ctx
+
+
+_sni = threading.local()
+
+
 class Server:
-    def __init__(self, host, port, name, mode):
+    def __init__(self, host, port, name, mode, tls_ctx=None):
         self.name = name
         self.mode = mode
+        self.tls_ctx = tls_ctx
+        self.tls_info = {}  # conn_id -> {"sni", "version"} while the connection lives
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind((host, port))
@@ -215,6 +244,16 @@ class Server:
 
     def handle_conn(self, sock, peer, conn_id):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls_ctx is not None:
+            _sni.name = None
+            try:
+                sock = self.tls_ctx.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                print("conn %d: TLS handshake failed: %s" % (conn_id, e), flush=True)
+                sock.close()
+                return
+            with self.lock:
+                self.tls_info[conn_id] = {"sni": _sni.name, "version": sock.version()}
         reader = Reader(sock)
         conn_req = 0
         try:
@@ -233,11 +272,12 @@ class Server:
                 if not keep:
                     return
                 idle_ms = req.q("idle_close_ms")
-                if idle_ms is not None and not reader.has_buffered():
+                pending = self.tls_ctx is not None and sock.pending()
+                if idle_ms is not None and not reader.has_buffered() and not pending:
                     r, _, _ = select.select([sock], [], [], int(idle_ms) / 1000.0)
                     if not r:
                         return
-        except (PeerClosed, BrokenPipeError, ConnectionResetError):
+        except (PeerClosed, BrokenPipeError, ConnectionResetError, ssl.SSLError):
             return
         except BadRequest as e:
             try:
@@ -245,6 +285,8 @@ class Server:
             except OSError:
                 pass
         finally:
+            with self.lock:
+                self.tls_info.pop(conn_id, None)
             try:
                 sock.close()
             except OSError:
@@ -369,7 +411,7 @@ class Server:
         sock.sendall(self.head_bytes(status, hs) + body)
 
     def echo_obj(self, req, peer, conn_id, conn_req):
-        return {
+        obj = {
             "server": self.name,
             "conn_id": conn_id,
             "conn_req": conn_req,
@@ -384,6 +426,10 @@ class Server:
             "chunked": req.chunked,
             "trailers": [[k, v] for k, v in req.trailers],
         }
+        if self.tls_ctx is not None:
+            with self.lock:
+                obj["tls"] = dict(self.tls_info[conn_id])
+        return obj
 
     def send_json(self, sock, req, status, obj, conn_id, conn_req, extra=()):
         body = json.dumps(obj).encode()
@@ -690,8 +736,16 @@ def main():
     ap.add_argument("--addr-file")
     ap.add_argument("--name", default="upstream")
     ap.add_argument("--mode", choices=["normal", "close", "hang"], default="normal")
+    ap.add_argument("--tls-cert", help="serve TLS with this certificate (PEM, chain after it)")
+    ap.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+    ap.add_argument("--tls-max-version", choices=["1.2", "1.3"])
     args = ap.parse_args()
-    srv = Server(args.host, args.port, args.name, args.mode)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
+    tls_ctx = None
+    if args.tls_cert:
+        tls_ctx = tls_server_context(args.tls_cert, args.tls_key, args.tls_max_version)
+    srv = Server(args.host, args.port, args.name, args.mode, tls_ctx)
     addr = srv.address()
     if args.addr_file:
         tmp = args.addr_file + ".tmp"

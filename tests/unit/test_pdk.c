@@ -691,8 +691,10 @@ static void test_service_target_and_upstream(void **state)
     f->r.gen = NULL;
     assert_false(sl_pdk_service_set_upstream(P(f), "first"));
 
+    assert_true(sl_pdk_service_request_set_scheme(P(f), "https"));
+    assert_int_equal(f->r.up_scheme, 1);
     assert_true(sl_pdk_service_request_set_scheme(P(f), "http"));
-    assert_false(sl_pdk_service_request_set_scheme(P(f), "https"));
+    assert_int_equal(f->r.up_scheme, -1);
     assert_false(sl_pdk_service_request_set_scheme(P(f), "ftp"));
     assert_non_null(strstr(read_log(), "invalid scheme: ftp"));
 }

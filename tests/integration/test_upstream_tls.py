@@ -338,3 +338,22 @@ def test_content_length_response_intact(dp):
     resp = dp.get("/ip/bytes/%d" % n, timeout=30)
     assert resp.status == 200, resp
     assert resp.body == pattern_bytes(n)
+
+
+def test_plugin_set_scheme_https_switches_to_tls(sluice_factory, tls_upstream):
+    """kong.service.request.set_scheme("https"), called by an external plugin
+    (the tests' fake plugin server), makes a service declared http reach its
+    upstream over TLS."""
+    from bridge.test_faults import fake_conf
+    port = int(tls_upstream.url.rsplit(":", 1)[1])
+    decl = declarative([service("plain-declared", "http://127.0.0.1:%d" % port, routes=[
+        route("switched", paths=["/switched"], strip_path=False,
+              plugins=[{"name": "fake", "config": {"mode": "scheme_https"}}]),
+        route("as-declared", paths=["/as-declared"], strip_path=False)])])
+    s = sluice_factory(decl, start=False)
+    s.conf.update(fake_conf(s.prefix))
+    s.write_conf()
+    s.start()
+    assert tls_of(s.get("/switched"))["version"].startswith("TLSv1")
+    # Without the plugin the same service speaks plain HTTP to a TLS port.
+    assert s.get("/as-declared").status == 502

@@ -37,6 +37,7 @@ access events; log events are always answered cleanly. In access:
                        {"X-Fake-Exit": "teapot"}), then closes (as go-pdk)
     slow               sleeps 200 ms, then as ok
     crash              get_header("x-in"), then os._exit(1)
+    scheme_https       kong.service.request.set_scheme("https"), end
 
 As go-pdk does, a handle_event or close_instance for an unknown instance id
 closes the connection without an answer, and so does any protocol error.
@@ -62,7 +63,8 @@ VERSION = "0.1.0"
 PRIORITY = 1000
 PHASES = ["access", "log"]
 BEHAVIOURS = ("ok", "garbage", "oversized", "stall", "close_mid_event", "close_first_event",
-              "close_after_write", "bad_sequence", "unknown_method", "exit", "slow", "crash")
+              "close_after_write", "bad_sequence", "unknown_method", "exit", "slow", "crash",
+              "scheme_https")
 
 EXIT_STATUS = 418
 EXIT_BODY = b"fake says no"
@@ -476,6 +478,12 @@ class Server:
             extra = {"x_in": value, "set_header_answer": answer.hex()}
         self.finish(sock, seq)
         return True, "ok", extra
+
+    def ev_scheme_https(self, sock, cid, seq, phase):
+        """kong.service.request.set_scheme("https"): the upstream over TLS."""
+        answer = self.pdk(sock, "kong.service.request.set_scheme", msg_string("https"))
+        self.finish(sock, seq)
+        return True, "ok", {"set_scheme_answer": answer.hex()}
 
     def ev_slow(self, sock, cid, seq, phase):
         time.sleep(0.2)

@@ -1,12 +1,15 @@
 /*
- * Byte-level checks shared by the codec unit tests (cmocka must be included
- * first): expected bytes are written as hex pairs, with text between double
- * quotes taken as ASCII ("0a 04" "host" is 0a 04 68 6f 73 74).
+ * Checks shared by the codec unit tests (cmocka must be included first):
+ * expected bytes are written as hex pairs, with text between double quotes
+ * taken as ASCII ("0a 04" "host" is 0a 04 68 6f 73 74); expected JSON as
+ * text.
  */
 #ifndef SL_TEST_BYTES_H
 #define SL_TEST_BYTES_H
 
 #include "strbuf.h"
+
+#include <jansson.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -56,6 +59,30 @@ static inline void assert_bytes(const void *p, size_t n, const char *hex)
         dump_bytes("want", want, wn);
         fail_msg("bytes differ");
     }
+}
+
+/* JSON text of a test (any value; NUL escapes allowed). */
+static inline json_t *jparse(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    if (!j)
+        fail_msg("bad test JSON %s: %s", text, e.text);
+    return j;
+}
+
+/* Fails, printing both, unless got equals the JSON text want_text. */
+static inline void assert_json(const json_t *got, const char *want_text)
+{
+    json_t *want = jparse(want_text);
+    if (!json_equal((json_t *)got, want)) {
+        char *g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+        fprintf(stderr, "got  %s\nwant %s\n", g, want_text);
+        free(g);
+        json_decref(want);
+        fail_msg("JSON differs");
+    }
+    json_decref(want);
 }
 
 /* An sl_sb_t with small inline storage, so that tests grow it too. */

@@ -10,6 +10,7 @@
 #include "proxy-t.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline void pdk_request_init(sl_dp_conf_t *conf, sl_worker_t *w, sl_conn_t *c, sl_req_t *r,
@@ -38,6 +39,14 @@ static inline void pdk_request_init(sl_dp_conf_t *conf, sl_worker_t *w, sl_conn_
     r->h.minor_version = 1;
     snprintf(r->reqid, sizeof(r->reqid), "0123456789abcdef0123456789abcdef");
     r->wall_start_us = 1700000000123456ull;
+}
+
+/* Fails unless s holds exactly want. */
+static inline void assert_str(sl_str_t s, const char *want)
+{
+    char *got = strndup(s.p ? s.p : "", s.len);
+    assert_string_equal(got, want);
+    free(got);
 }
 
 #endif

@@ -28,28 +28,6 @@
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-static json_t *jparse(const char *text)
-{
-    json_error_t e;
-    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-    if (!j)
-        fail_msg("bad test JSON %s: %s", text, e.text);
-    return j;
-}
-
-static void assert_json(const json_t *got, const char *want_text)
-{
-    json_t *want = jparse(want_text);
-    if (!json_equal((json_t *)got, want)) {
-        char *g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
-        fprintf(stderr, "got  %s\nwant %s\n", g, want_text);
-        free(g);
-        json_decref(want);
-        fail_msg("JSON differs");
-    }
-    json_decref(want);
-}
-
 /* msgpack-c's unpacker must read exactly one whole object from the bytes:
  * an independent check that what we pack is msgpack. */
 static void assert_msgpack_c_reads(const void *p, size_t n)

@@ -33,28 +33,6 @@ static const sl_pb_frame_t *only_frame(const sl_sb_t *sb, sl_pb_frame_t *f)
     return f;
 }
 
-static json_t *jparse(const char *text)
-{
-    json_error_t e;
-    json_t *j = json_loads(text, JSON_DECODE_ANY, &e);
-    if (!j)
-        fail_msg("bad test JSON %s: %s", text, e.text);
-    return j;
-}
-
-static void assert_json(const json_t *got, const char *want_text)
-{
-    json_t *want = jparse(want_text);
-    if (!json_equal((json_t *)got, want)) {
-        char *g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
-        fprintf(stderr, "got  %s\nwant %s\n", g, want_text);
-        free(g);
-        json_decref(want);
-        fail_msg("JSON differs");
-    }
-    json_decref(want);
-}
-
 /* Encodes v with sl_pb_put_json and checks the payload bytes. */
 static void assert_put_json(sl_pb_type_t t, const char *json_text, const char *hex)
 {

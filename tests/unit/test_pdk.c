@@ -107,13 +107,6 @@ static int teardown(void **state)
 
 #define P(f) ((sl_pdk_t *)&(f)->r)
 
-static void assert_str(sl_str_t s, const char *want)
-{
-    char *got = strndup(s.p ? s.p : "", s.len);
-    assert_string_equal(got, want);
-    free(got);
-}
-
 static void test_request_reads(void **state)
 {
     struct fixture *f = *state;

@@ -211,13 +211,6 @@ static const char *ask_json(struct fixture *f, sl_pb_method_id_t id, const char 
     return answer_json(id);
 }
 
-static void assert_str(sl_str_t s, const char *want)
-{
-    char *got = strndup(s.p ? s.p : "", s.len);
-    assert_string_equal(got, want);
-    free(got);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Scalars out                                                               */
 

@@ -548,6 +548,87 @@ static void scan_reset(struct scan *s)
 
 enum { K_SCALAR, K_FLOAT, K_STR, K_BIN, K_ARRAY, K_MAP, K_BAD };
 
+/* What a value's first byte says: its kind, the size of its header (the
+ * type byte, a fixed-size scalar's payload, and lenbytes), how many bytes
+ * after the type byte give its length or count (lenbytes: 0 when the type
+ * byte holds it in len or count). Both passes read values through it. */
+struct head {
+    int kind;
+    unsigned lenbytes;
+    uint64_t hl, len, count;
+};
+
+static struct head classify(uint8_t b)
+{
+    struct head h = {K_SCALAR, 0, 1, 0, 0};
+    if (b <= 0x7f || b >= 0xe0)
+        return h;
+    if (b <= 0x8f) {
+        h.kind = K_MAP;
+        h.count = b & 0x0f;
+    } else if (b <= 0x9f) {
+        h.kind = K_ARRAY;
+        h.count = b & 0x0f;
+    } else if (b <= 0xbf) {
+        h.kind = K_STR;
+        h.len = b & 0x1f;
+    } else {
+        switch (b) {
+        case 0xc0: /* nil */
+        case 0xc2: /* false */
+        case 0xc3: /* true */
+            break;
+        case 0xc4:
+        case 0xc5:
+        case 0xc6:
+            h.kind = K_BIN;
+            h.lenbytes = 1u << (b - 0xc4);
+            break;
+        case 0xca:
+            h.kind = K_FLOAT;
+            h.hl = 5;
+            break;
+        case 0xcb:
+            h.kind = K_FLOAT;
+            h.hl = 9;
+            break;
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf:
+            h.hl = 1 + (1u << (b - 0xcc));
+            break;
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3:
+            h.hl = 1 + (1u << (b - 0xd0));
+            break;
+        case 0xd9:
+        case 0xda:
+        case 0xdb:
+            h.kind = K_STR;
+            h.lenbytes = 1u << (b - 0xd9);
+            break;
+        case 0xdc:
+        case 0xdd:
+            h.kind = K_ARRAY;
+            h.lenbytes = 2u << (b - 0xdc);
+            break;
+        case 0xde:
+        case 0xdf:
+            h.kind = K_MAP;
+            h.lenbytes = 2u << (b - 0xde);
+            break;
+        default: /* 0xc1, and the ext types c7-c9, d4-d8 */
+            h.kind = K_BAD;
+            break;
+        }
+    }
+    h.hl += h.lenbytes;
+    return h;
+}
+
 /*
  * Continues the scan of the value (envelope: a message) starting at p[0]
  * over avail bytes. Returns SL_OK when the value is complete (its size is
@@ -570,74 +651,10 @@ static int scan(struct scan *s, const uint8_t *p, size_t avail, const sl_mp_limi
         if (need > avail)
             return SL_AGAIN;
         uint8_t b = p[at];
-        int kind = K_SCALAR;
-        uint64_t hl = 1, len = 0, count = 0;
-        unsigned lenbytes = 0;
-
-        if (b <= 0x7f || b >= 0xe0) {
-            kind = K_SCALAR;
-        } else if (b <= 0x8f) {
-            kind = K_MAP;
-            count = b & 0x0f;
-        } else if (b <= 0x9f) {
-            kind = K_ARRAY;
-            count = b & 0x0f;
-        } else if (b <= 0xbf) {
-            kind = K_STR;
-            len = b & 0x1f;
-        } else {
-            switch (b) {
-            case 0xc0: /* nil */
-            case 0xc2: /* false */
-            case 0xc3: /* true */
-                break;
-            case 0xc4:
-            case 0xc5:
-            case 0xc6:
-                kind = K_BIN;
-                lenbytes = 1u << (b - 0xc4);
-                break;
-            case 0xca:
-                kind = K_FLOAT;
-                hl = 5;
-                break;
-            case 0xcb:
-                kind = K_FLOAT;
-                hl = 9;
-                break;
-            case 0xcc:
-            case 0xcd:
-            case 0xce:
-            case 0xcf:
-                hl = 1 + (1u << (b - 0xcc));
-                break;
-            case 0xd0:
-            case 0xd1:
-            case 0xd2:
-            case 0xd3:
-                hl = 1 + (1u << (b - 0xd0));
-                break;
-            case 0xd9:
-            case 0xda:
-            case 0xdb:
-                kind = K_STR;
-                lenbytes = 1u << (b - 0xd9);
-                break;
-            case 0xdc:
-            case 0xdd:
-                kind = K_ARRAY;
-                lenbytes = 2u << (b - 0xdc);
-                break;
-            case 0xde:
-            case 0xdf:
-                kind = K_MAP;
-                lenbytes = 2u << (b - 0xde);
-                break;
-            default: /* 0xc1, and the ext types c7-c9, d4-d8 */
-                kind = K_BAD;
-                break;
-            }
-        }
+        struct head h = classify(b);
+        int kind = h.kind;
+        uint64_t hl = h.hl, len = h.len, count = h.count;
+        unsigned lenbytes = h.lenbytes;
         if (kind == K_BAD) {
             if (b == 0xc1)
                 set_err(err, "%s: byte %zu is 0xc1, which msgpack never uses", what, at);
@@ -664,7 +681,6 @@ static int scan(struct scan *s, const uint8_t *p, size_t avail, const sl_mp_limi
             return SL_ERR_INVALID;
         }
 
-        hl += lenbytes;
         need = (uint64_t)at + hl;
         if (need > l->max_msg)
             goto too_long;
@@ -749,9 +765,7 @@ static json_t *conv_value(struct conv *c)
     const uint8_t *p = c->p + c->pos;
     size_t rest = c->n - c->pos;
     uint8_t b = p[0];
-    uint64_t count = 0, len = 0;
-    size_t hl = 1;
-    int kind;
+    struct head h = classify(b);
 
 #define NEED(k)                                                                                    \
     do {                                                                                           \
@@ -759,101 +773,50 @@ static json_t *conv_value(struct conv *c)
             return NULL;                                                                           \
     } while (0)
 
-    if (b <= 0x7f) {
-        c->pos++;
-        return json_integer(b);
-    }
-    if (b >= 0xe0) {
-        c->pos++;
-        return json_integer((int8_t)b);
-    }
-    if (b <= 0x8f) {
-        kind = K_MAP;
-        count = b & 0x0f;
-    } else if (b <= 0x9f) {
-        kind = K_ARRAY;
-        count = b & 0x0f;
-    } else if (b <= 0xbf) {
-        kind = K_STR;
-        len = b & 0x1f;
-    } else {
+    NEED(h.hl);
+    if (h.kind == K_SCALAR || h.kind == K_FLOAT) {
+        size_t k = (size_t)h.hl - 1; /* the payload after the type byte */
+        uint64_t u = k ? be_get(p + 1, (unsigned)k) : 0;
+        c->pos += (size_t)h.hl;
+        if (b <= 0x7f)
+            return json_integer(b);
+        if (b >= 0xe0)
+            return json_integer((int8_t)b);
         switch (b) {
         case 0xc0:
-            c->pos++;
             return json_null();
         case 0xc2:
-            c->pos++;
             return json_false();
         case 0xc3:
-            c->pos++;
             return json_true();
-        case 0xc4:
-        case 0xc5:
-        case 0xc6:
-        case 0xd9:
-        case 0xda:
-        case 0xdb: {
-            size_t k = b <= 0xc6 ? 1u << (b - 0xc4) : 1u << (b - 0xd9);
-            NEED(1 + k);
-            kind = K_STR;
-            len = be_get(p + 1, k);
-            hl = 1 + k;
-            break;
-        }
         case 0xca:
-        case 0xcb: {
-            size_t k = b == 0xca ? 4 : 8;
-            NEED(1 + k);
-            c->pos += 1 + k;
+        case 0xcb:
             return json_real(be_float(p + 1, k == 8));
-        }
         case 0xcc:
         case 0xcd:
         case 0xce:
-        case 0xcf: {
-            size_t k = 1u << (b - 0xcc);
-            NEED(1 + k);
-            uint64_t u = be_get(p + 1, k);
-            c->pos += 1 + k;
+        case 0xcf:
             /* Beyond int64: a float, as Lua would hold it. */
-            if (u > INT64_MAX)
-                return json_real((double)u);
-            return json_integer((json_int_t)u);
-        }
-        case 0xd0:
-        case 0xd1:
-        case 0xd2:
-        case 0xd3: {
-            size_t k = 1u << (b - 0xd0);
-            NEED(1 + k);
-            uint64_t u = be_get(p + 1, k);
-            int64_t v;
-            if (k == 1)
-                v = (int8_t)u;
-            else if (k == 2)
-                v = (int16_t)u;
-            else if (k == 4)
-                v = (int32_t)u;
-            else
-                v = (int64_t)u;
-            c->pos += 1 + k;
-            return json_integer(v);
-        }
-        case 0xdc:
-        case 0xdd:
-        case 0xde:
-        case 0xdf: {
-            size_t k = (b == 0xdc || b == 0xde) ? 2 : 4;
-            NEED(1 + k);
-            kind = b <= 0xdd ? K_ARRAY : K_MAP;
-            count = be_get(p + 1, k);
-            hl = 1 + k;
-            break;
-        }
-        default:
-            return NULL;
+            return u > INT64_MAX ? json_real((double)u) : json_integer((json_int_t)u);
+        default: /* d0-d3: signed */
+            return json_integer(k == 1   ? (int8_t)u
+                                : k == 2 ? (int16_t)u
+                                : k == 4 ? (int32_t)u
+                                         : (int64_t)u);
         }
     }
+    if (h.kind == K_BAD)
+        return NULL;
+    uint64_t count = h.count, len = h.len;
+    size_t hl = (size_t)h.hl;
+    if (h.lenbytes) {
+        uint64_t v = be_get(p + 1, h.lenbytes);
+        if (h.kind == K_ARRAY || h.kind == K_MAP)
+            count = v;
+        else
+            len = v;
+    }
+    int kind = h.kind == K_BIN ? K_STR : h.kind;
     NEED(hl + len);
 #undef NEED
     c->pos += hl;

@@ -20,7 +20,8 @@
 # upstream is never the bottleneck. Environment: BENCH_DURATION (seconds per
 # wrk run, default 5), BENCH_ROUNDS (interleaved rounds, median reported,
 # default 3), BENCH_CONNS (default 50), BENCH_THREADS (default 2),
-# BENCH_IDLE_CONNS (default 10000), NGINX, WRK.
+# BENCH_IDLE_CONNS (default 10000), BENCH_SECTIONS (the sections to run, as
+# "1 2 3 4 5 6", the default; 1 includes 1b), NGINX, WRK.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +37,10 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-50}
 THREADS=${BENCH_THREADS:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+SECTIONS=" ${BENCH_SECTIONS:-1 2 3 4 5 6} "
+
+# Whether a section was asked for (BENCH_SECTIONS).
+want() { case $SECTIONS in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -269,23 +274,32 @@ echo
 # The machine is shared with the load generator and the upstream, so each
 # configuration runs ROUNDS times, interleaved, and the medians are compared.
 
+if want 1 || want 2; then
 start_dp dp1 "$WORK/one-route.json" 1
-start_dp dp10k "$WORK/10k-routes.json" 1
-start_dp dptls "$WORK/one-route.json" 1 "proxy_listen = 127.0.0.1:0 ssl" \
+fi
+want 2 && start_dp dp10k "$WORK/10k-routes.json" 1
+want 1 && start_dp dptls "$WORK/one-route.json" 1 "proxy_listen = 127.0.0.1:0 ssl" \
     "ssl_cert = $WORK/tls.crt" "ssl_cert_key = $WORK/tls.key"
 for _ in $(seq "$ROUNDS"); do
-    run_wrk direct "http://127.0.0.1:$UP_PORT/" "$upstream_PID"
-    run_wrk sluice "http://$dp1_ADDR/" "$dp1_PID"
-    run_wrk nginx "http://127.0.0.1:$NGX_PORT/" "$proxy_PID"
-    run_wrk r1 "http://$dp1_ADDR/" "$dp1_PID" "$WORK/routes.lua"
-    run_wrk r10k "http://$dp10k_ADDR/" "$dp10k_PID" "$WORK/routes.lua"
-    run_wrk sluice_tls "https://$dptls_ADDR/" "$dptls_PID"
-    run_wrk nginx_tls "https://127.0.0.1:$NGX_TLS_PORT/" "$proxy_PID"
+    if want 1; then
+        run_wrk direct "http://127.0.0.1:$UP_PORT/" "$upstream_PID"
+        run_wrk sluice "http://$dp1_ADDR/" "$dp1_PID"
+        run_wrk nginx "http://127.0.0.1:$NGX_PORT/" "$proxy_PID"
+    fi
+    if want 2; then
+        run_wrk r1 "http://$dp1_ADDR/" "$dp1_PID" "$WORK/routes.lua"
+        run_wrk r10k "http://$dp10k_ADDR/" "$dp10k_PID" "$WORK/routes.lua"
+    fi
+    if want 1; then
+        run_wrk sluice_tls "https://$dptls_ADDR/" "$dptls_PID"
+        run_wrk nginx_tls "https://127.0.0.1:$NGX_TLS_PORT/" "$proxy_PID"
+    fi
 done
-stop_pid "$dp1_PID"
-stop_pid "$dp10k_PID"
-stop_pid "$dptls_PID"
+if want 1 || want 2; then stop_pid "$dp1_PID"; fi
+want 2 && stop_pid "$dp10k_PID"
+want 1 && stop_pid "$dptls_PID"
 
+if want 1; then
 echo "1. Proxy overhead (GET /, ${#BODY}-byte body)"
 header
 report direct "upstream direct"
@@ -306,8 +320,11 @@ echo "  sluice/nginx over TLS: requests/s x$(ratio "$ST_RPS" "$RPS"), p99 x$(rat
      "CPU per request x$(ratio "$ST_CPU" "$CPU")"
 echo
 
+fi
+
 # ================================================================ 2. router scale
 
+if want 2; then
 echo "2. Router: 10,000 routes (40% host+prefix, 20% wildcard host, 35% prefix, 5% regex) vs 1 route"
 echo "   same 2,000 distinct requests in both runs"
 header
@@ -318,9 +335,11 @@ R10_RPS=$RPS R10_P99=$P99 R10_CPU=$CPU
 echo "  10k/1 routes: requests/s x$(ratio "$R10_RPS" "$R1_RPS"), p99 x$(ratio "$R10_P99" "$R1_P99")," \
      "CPU per request x$(ratio "$R10_CPU" "$R1_CPU")"
 echo
+fi
 
 # ================================================================ 3. idle connections
 
+if want 3; then
 echo "3. Memory with $IDLE_CONNS idle keep-alive client connections (one request each, then idle)"
 start_dp dpidle "$WORK/one-route.json" 1 "keepalive_timeout = 300s" "client_header_timeout = 300s"
 "$PYTHON" "$HERE/idle_conns.py" --addr "$dpidle_ADDR" --pid "$dpidle_PID" \
@@ -328,9 +347,11 @@ start_dp dpidle "$WORK/one-route.json" 1 "keepalive_timeout = 300s" "client_head
 stop_pid "$dpidle_PID"
 "$PYTHON" "$HERE/idle_conns.py" --addr "127.0.0.1:$NGX_PORT" --pid "$proxy_PID" \
     --conns "$IDLE_CONNS" --label "nginx proxy (1 worker)" || echo "  (nginx: some connections failed)"
+fi
 
 # ================================================================ 4. plugins
 
+if want 4; then
 echo
 echo "4. Plugins (native), one route, 100 consumers; each scenario vs no plugin, same run"
 mkdir -p "$WORK/plugins"
@@ -358,9 +379,11 @@ for s in $SCEN; do
 done
 echo "  key-auth + rate-limiting (local) vs none: requests/s x$(ratio "$pl_key_auth_rate_limiting_RPS" "$pl_none_RPS")" \
      "(goal >= 0.85; Kong 3.11 publishes 0.74 for the same pair)"
+fi
 
 # ================================================================ 5. external plugins
 
+if want 5; then
 echo
 echo "5. External plugins: go-pdk's hello (its own plugin server; access: one get_header, one"
 echo "   set_header) vs the same logic as a native plugin vs none; one route, workers=1"
@@ -418,9 +441,12 @@ echo "  native vs none: requests/s x$(ratio "$ENA_RPS" "$EN_RPS"); Go vs native:
 echo "  added latency per plugin event (one connection): Go p50 +$(added "$G50" "$N50") us," \
      "p99 +$(added "$G99" "$N99") us; native p50 +$(added "$NA50" "$N50") us, p99 +$(added "$NA99" "$N99") us"
 for v in $EXT; do eval "stop_pid \$${v}_PID"; done
+fi
 
 # ================================================================ 6. control plane
 
+if want 6; then
 echo
 "$PYTHON" "$HERE/cp_bench.py" --cp "$SLUICE_BUILD/bin/sluice-cp" ||
     echo "  (control-plane benchmark failed)"
+fi

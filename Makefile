@@ -8,7 +8,7 @@ CC      ?= cc
 PYTHON  ?= python3
 
 PKGS      := libevent_core libevent_extra libevent_pthreads libevent_openssl openssl libpcre2-8 jansson \
-             yaml-0.1 lmdb libprotobuf-c libzstd hiredis msgpack
+             yaml-0.1 lmdb libprotobuf-c libzstd hiredis msgpack libnghttp2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -16,7 +16,9 @@ const sl_conf_key_t sl_dp_conf_keys[] = {
     {"role", "traditional", "traditional (DB-less) or data_plane"},
     {"proxy_listen", "0.0.0.0:8000",
      "comma-separated proxy listen addresses, each with optional flags: ssl (TLS), http2 "
-     "(accepted, served as HTTP/1.1), reuseport, backlog=N"},
+     "(HTTP/2 as well: ALPN h2 with ssl, prior knowledge without), reuseport, backlog=N"},
+    {"http2_max_concurrent_streams", "128",
+     "streams an HTTP/2 client may have open on one connection (more are refused)"},
     {"ssl_cert", NULL, "default certificate of ssl listeners: a PEM file's path or PEM text"},
     {"ssl_cert_key", NULL, "key of ssl_cert: a PEM file's path or PEM text"},
     {"status_listen", "127.0.0.1:8007", "status API address, or off"},
@@ -67,7 +69,7 @@ int sl_parse_listen(const char *s, sl_listen_t *out)
     const char *colon;
     memset(out, 0, sizeof(*out));
     snprintf(out->text, sizeof(out->text), "%s", s);
-    /* "host:port flag flag": Kong's flags; ssl is the one that matters. */
+    /* "host:port flag flag": Kong's flags; ssl and http2 are the ones that matter. */
     size_t alen = strcspn(s, " \t");
     if (alen >= sizeof(addr))
         return SL_ERR_INVALID;
@@ -80,8 +82,9 @@ int sl_parse_listen(const char *s, sl_listen_t *out)
             break;
         if (fl == 3 && !strncmp(f, "ssl", 3))
             out->ssl = true;
-        else if (!((fl == 5 && !strncmp(f, "http2", 5)) ||
-                   (fl == 9 && !strncmp(f, "reuseport", 9)) ||
+        else if (fl == 5 && !strncmp(f, "http2", 5))
+            out->http2 = true;
+        else if (!((fl == 9 && !strncmp(f, "reuseport", 9)) ||
                    (fl == 8 && !strncmp(f, "deferred", 8)) || (fl == 4 && !strncmp(f, "bind", 4)) ||
                    !strncmp(f, "backlog=", 8)))
             return SL_ERR_INVALID;
@@ -102,7 +105,6 @@ int sl_parse_listen(const char *s, sl_listen_t *out)
         memcpy(host, s, (size_t)(colon - s));
         host[colon - s] = '\0';
     }
-    /* A trailing " ssl" or other flags are not supported yet. */
     uint64_t port;
     if (sl_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != SL_OK)
         return SL_ERR_INVALID;
@@ -322,6 +324,8 @@ void sl_dp_conf_build(const sl_conf_t *raw, sl_dp_conf_t *c, sl_errors_t *errs)
     sl_conf_get_size(raw, "max_header_size", &c->max_header_size, errs);
     sl_conf_get_int(raw, "max_headers", 1, 10000, &i64, errs);
     c->max_headers = (uint64_t)i64;
+    sl_conf_get_int(raw, "http2_max_concurrent_streams", 1, 1024, &i64, errs);
+    c->h2_max_streams = (uint32_t)i64;
     if (c->max_request_line < 64 || c->max_header_size < 256)
         sl_errors_add(errs, "max_request_line/max_header_size: must be at least 64 and 256 bytes");
     /* The request line is part of the head: a smaller head limit wins. */

@@ -25,6 +25,7 @@ typedef struct sl_listen_s {
     socklen_t addrlen;
     char text[64]; /* as configured */
     bool ssl;      /* the `ssl` flag: TLS (tls.h) */
+    bool http2;    /* the `http2` flag: HTTP/2 too (ALPN h2, or h2c prior knowledge) */
 } sl_listen_t;
 
 typedef struct sl_cidr_s {
@@ -39,6 +40,7 @@ typedef struct sl_dp_conf_s {
     sl_listen_t proxy[SL_MAX_LISTENERS];
     size_t nproxy;
     bool any_ssl;                  /* some proxy listener has `ssl` */
+    uint32_t h2_max_streams;       /* http2_max_concurrent_streams */
     char *ssl_cert, *ssl_cert_key; /* NULL: the default certificate (tls.h) */
     sl_listen_t status;
     bool status_on;

@@ -270,7 +270,16 @@ sl_str_t sl_pdk_request_get_raw_query(sl_pdk_t *p)
 
 int sl_pdk_request_get_http_version(sl_pdk_t *p)
 {
-    return 10 + R(p)->h.minor_version;
+    return R(p)->c->http2 ? 20 : 10 + R(p)->h.minor_version;
+}
+
+/* The bufferevent on the client's socket: an HTTP/2 stream's is its
+ * connection's (NULL once closed). */
+static struct bufferevent *client_bev(const sl_conn_t *c)
+{
+    if (c->http2)
+        return c->parent ? c->parent->bev : NULL;
+    return c->bev;
 }
 
 bool sl_pdk_request_get_header(sl_pdk_t *p, const char *name, sl_str_t *value)
@@ -356,7 +365,8 @@ const char *sl_pdk_server_get_addr(sl_pdk_t *p)
     if (!c->local_ip[0]) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = c->bev ? bufferevent_getfd(c->bev) : -1; /* closed: a log handler asks */
+        struct bufferevent *bev = client_bev(c); /* NULL closed: a log handler asks */
+        int fd = bev ? bufferevent_getfd(bev) : -1;
         if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
             ss.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->local_ip,
@@ -2082,12 +2092,17 @@ bool sl_pdk_nginx_get_var(sl_pdk_t *p, const char *name, sl_str_t *value)
     } else if (IS("is_args")) {
         v = sl_pdk_request_get_raw_query(p).len ? SL_STR("?") : SL_STR("");
     } else if (IS("request")) {
-        v = arena_printf(r, "%.*s %.*s HTTP/1.%d", (int)r->h.method.len, r->h.method.p,
-                         (int)r->h.target.len, r->h.target.p, r->h.minor_version);
+        v = arena_printf(r, "%.*s %.*s HTTP/%s", (int)r->h.method.len, r->h.method.p,
+                         (int)r->h.target.len, r->h.target.p,
+                         r->c->http2          ? "2.0"
+                         : r->h.minor_version ? "1.1"
+                                              : "1.0");
     } else if (IS("request_method")) {
         v = r->up_method.p ? r->up_method : r->h.method;
     } else if (IS("server_protocol")) {
-        v = r->h.minor_version ? SL_STR("HTTP/1.1") : SL_STR("HTTP/1.0");
+        v = r->c->http2          ? SL_STR("HTTP/2.0")
+            : r->h.minor_version ? SL_STR("HTTP/1.1")
+                                 : SL_STR("HTTP/1.0");
     } else if (IS("scheme") || IS("upstream_scheme")) {
         if (IS("upstream_scheme") && !r->svc)
             return false;
@@ -2183,7 +2198,8 @@ bool sl_pdk_nginx_get_var(sl_pdk_t *p, const char *name, sl_str_t *value)
 const char *sl_pdk_nginx_get_tls1_version_str(sl_pdk_t *p)
 {
     sl_conn_t *c = R(p)->c;
-    SSL *ssl = c->tls && c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    struct bufferevent *bev = client_bev(c);
+    SSL *ssl = c->tls && bev ? bufferevent_openssl_get_ssl(bev) : NULL;
     return ssl ? SSL_get_version(ssl) : NULL; /* "TLSv1.2", "TLSv1.3" */
 }
 

@@ -25,6 +25,7 @@ enum conn_state {
     C_BUSY,      /* a request is being served */
     C_TUNNEL,    /* upgraded: bytes relayed both ways */
     C_CLOSING,   /* flushing the last response, then close */
+    C_H2,        /* speaks HTTP/2 (h2.c owns the bufferevent's callbacks) */
 };
 
 typedef struct sl_req_s sl_req_t;
@@ -40,7 +41,16 @@ struct sl_conn_s {
     uint64_t serial;                 /* nginx's $connection: numbered per worker from 1 */
     char local_ip[INET6_ADDRSTRLEN]; /* filled when first asked for */
     bool trusted;
-    bool tls; /* accepted on an ssl listener */
+    bool tls;   /* accepted on an ssl listener */
+    bool h2_ok; /* accepted on an http2 listener */
+    bool http2; /* an HTTP/2 stream's connection (below), kept after it closed */
+    /* HTTP/2 (h2.c). A client connection in C_H2 has h2; each of its streams
+     * is served as an HTTP/1.1 request on a connection of its own whose
+     * bufferevent is one end of a pair, the other end h2.c's: that one has
+     * stream and parent (both NULL once the stream is gone). */
+    struct sl_h2_s *h2;
+    struct sl_h2_stream_s *stream;
+    sl_conn_t *parent;
     /* TLS until the handshake is done (then the bufferevent owns them). */
     SSL *ssl;
     evutil_socket_t fd;

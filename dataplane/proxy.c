@@ -25,6 +25,7 @@
 #include "arena.h"
 #include "engine.h"
 #include "h1_parser.h"
+#include "h2.h"
 #include "pdk.h"
 #include "log.h"
 #include "strbuf.h"
@@ -101,8 +102,9 @@ static void flush_out(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(bev) & EV_WRITE))
         return;
-    if (bufferevent_openssl_get_ssl(bev)) {
-        bufferevent_enable(bev, EV_WRITE); /* through OpenSSL, not the socket */
+    if (bufferevent_openssl_get_ssl(bev) || bufferevent_getfd(bev) < 0) {
+        /* through OpenSSL, or an HTTP/2 stream's pair (h2.h): not a socket */
+        bufferevent_enable(bev, EV_WRITE);
         return;
     }
     /* A bufferevent keeps its output frozen at the front so only its own
@@ -709,11 +711,13 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                    uint16_t local_port, bool tls)
+                    uint16_t local_port, const sl_listen_t *l)
 {
+    bool tls = l && l->ssl;
     sl_conn_t *c = sl_xcalloc(1, sizeof(*c));
     c->w = w;
     c->local_port = local_port;
+    c->h2_ok = l && l->http2;
     /* Serials are unique in the process: the worker id in the low bits. */
     c->serial = ++w->conn_serial * SL_MAX_WORKERS_SERIAL + (uint64_t)w->id;
     memcpy(&c->peer, sa, (size_t)salen < sizeof(c->peer) ? (size_t)salen : sizeof(c->peer));
@@ -802,9 +806,14 @@ static void handshake_step(sl_conn_t *c)
             conn_close(c);
             return;
         }
+        const unsigned char *alpn = NULL;
+        unsigned alpn_len = 0;
+        SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
         c->ssl = NULL; /* the bufferevent's now */
         bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
         conn_start(c);
+        if (alpn_len == 2 && !memcmp(alpn, "h2", 2) && !sl_h2_start(c))
+            conn_close(c);
         return;
     }
     short what;
@@ -959,6 +968,12 @@ static void conn_close(sl_conn_t *c)
         return;
     }
     sl_worker_t *w = c->w;
+    if (c->h2)
+        sl_h2_free(c);
+    if (c->stream)
+        sl_h2_stream_detached(c->stream); /* after the response's last bytes */
+    c->stream = NULL;
+    c->parent = NULL;
     if (c->req) {
         sl_req_t *r = c->req;
         if (r->up) {
@@ -998,11 +1013,48 @@ static void conn_close(sl_conn_t *c)
     c->bev = NULL;
     c->timer = NULL;
     c->closed = true;
+    bool counted = !c->http2;
     if (!c->nlogging)
         free(c);
-    atomic_fetch_sub_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
+    if (counted)
+        atomic_fetch_sub_explicit(&w->metrics->connections_active, 1, memory_order_relaxed);
     if (w->draining && LIST_EMPTY(&w->conns))
         event_base_loopexit(w->base, NULL);
+}
+
+sl_conn_t *sl_conn_open_stream(sl_conn_t *parent, struct sl_h2_stream_s *s, struct bufferevent *bev)
+{
+    sl_worker_t *w = parent->w;
+    sl_conn_t *c = sl_xcalloc(1, sizeof(*c));
+    c->w = w;
+    c->bev = bev;
+    c->peer = parent->peer;
+    memcpy(c->peer_ip, parent->peer_ip, sizeof(c->peer_ip));
+    memcpy(c->local_ip, parent->local_ip, sizeof(c->local_ip));
+    c->peer_port = parent->peer_port;
+    c->local_port = parent->local_port;
+    c->serial = parent->serial;
+    c->trusted = parent->trusted;
+    c->tls = parent->tls;
+    c->http2 = true;
+    c->stream = s;
+    c->parent = parent;
+    c->timer = evtimer_new(w->base, on_conn_timer, c);
+    LIST_INSERT_HEAD(&w->conns, c, link);
+    conn_start(c);
+    return c;
+}
+
+void sl_conn_abort(sl_conn_t *c)
+{
+    c->stream = NULL;
+    c->parent = NULL;
+    conn_close(c);
+}
+
+void sl_conn_close(sl_conn_t *c)
+{
+    conn_close(c);
 }
 
 void sl_conns_drain(sl_worker_t *w)
@@ -1013,6 +1065,8 @@ void sl_conns_drain(sl_worker_t *w)
         c->draining = true;
         if (c->state == C_IDLE)
             conn_close(c);
+        else if (c->state == C_H2)
+            sl_h2_drain(c);
     }
 }
 
@@ -1507,8 +1561,12 @@ static void build_upstream_head(sl_req_t *r)
     /* Via (RFC 9110 7.6.3): appended to what earlier proxies wrote. */
     sl_sb_addlit(&b, "Via: ");
     add_list_values(&b, hs, nh, "via");
-    sl_sb_addlit(&b, "1.");
-    sl_sb_addu(&b, (uint64_t)r->h.minor_version);
+    if (c->http2) {
+        sl_sb_addlit(&b, "2");
+    } else {
+        sl_sb_addlit(&b, "1.");
+        sl_sb_addu(&b, (uint64_t)r->h.minor_version);
+    }
     sl_sb_addlit(&b, " " SL_SERVER_TOKEN "\r\n");
     if (conf->hdr_request_id) {
         sl_sb_addlit(&b, "X-Kong-Request-Id: ");
@@ -1545,6 +1603,21 @@ static void conn_resume(sl_conn_t *c)
         if (c->draining && c->state == C_IDLE) {
             conn_close(c); /* deferred to the end of this function */
             break;
+        }
+        if (c->h2_ok && !c->tls && c->nreq == 0 && c->state == C_IDLE) {
+            /* An http2 listener in plain text: HTTP/2 with prior knowledge
+             * when the connection opens with the preface. */
+            size_t n = SL_MIN(evbuffer_get_length(in), (size_t)24);
+            int pre = sl_h2_preface((const char *)evbuffer_pullup(in, (ev_ssize_t)n), n);
+            if (pre == 0)
+                break;
+            if (pre == 1) {
+                c->h2_ok = false;
+                if (!sl_h2_start(c))
+                    conn_close(c); /* deferred to the end of this function */
+                break;
+            }
+            c->h2_ok = false;
         }
         if (c->state == C_IDLE) {
             c->state = C_HEAD;
@@ -1608,8 +1681,8 @@ static void conn_resume(sl_conn_t *c)
         c->req = r;
         c->state = C_BUSY;
         c->nreq++;
-        if (c->draining || !r->h.keep_alive)
-            r->client_close = true;
+        if (c->draining || !r->h.keep_alive || c->http2)
+            r->client_close = true; /* an HTTP/2 stream's connection has one request */
         process_request(r);
     }
     c->in_resume = false;
@@ -2664,7 +2737,8 @@ static void on_client_write(struct bufferevent *bev, void *arg)
             SSL *ssl = bufferevent_openssl_get_ssl(bev);
             if (ssl)
                 SSL_shutdown(ssl);
-            shutdown(bufferevent_getfd(bev), SHUT_WR);
+            if (bufferevent_getfd(bev) >= 0)
+                shutdown(bufferevent_getfd(bev), SHUT_WR);
             conn_close(c);
         }
         return;

@@ -71,14 +71,18 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
     }
 }
 
-/* HTTP/1.1 only: a client that offers nothing else gets no ALPN answer. */
+/* h2 first on http2 listeners, then http/1.1; a client that offers
+ * neither gets no ALPN answer (and HTTP/1.1). */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char h11[] = "\x08http/1.1";
+    static const unsigned char both[] = "\x02h2\x08http/1.1";
+    const sl_conn_t *c = SSL_get_app_data(ssl);
+    bool h2 = c && c->h2_ok;
+    const unsigned char *ours = h2 ? both : both + 3;
+    unsigned ours_len = h2 ? sizeof(both) - 1 : sizeof(both) - 4;
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, h11, sizeof(h11) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;

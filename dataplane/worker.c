@@ -36,18 +36,18 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     sl_worker_t *w = arg;
     uint16_t port = 0;
-    bool tls = false;
+    const sl_listen_t *conf = NULL;
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i] == l) {
             port = w->listen_ports[i];
-            tls = w->conf->proxy[i].ssl;
+            conf = &w->conf->proxy[i];
         }
     }
     if (w->draining) {
         evutil_closesocket(fd);
         return;
     }
-    sl_conn_accept(w, fd, sa, salen, port, tls);
+    sl_conn_accept(w, fd, sa, salen, port, conf);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)

@@ -82,8 +82,9 @@ void sl_worker_free(sl_worker_t *w);
 sl_gen_t *sl_worker_gen(sl_worker_t *w);
 
 /* Client connections (proxy.c). */
+struct sl_listen_s;
 void sl_conn_accept(sl_worker_t *w, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                    uint16_t local_port, bool tls);
+                    uint16_t local_port, const struct sl_listen_s *l);
 /* Closes idle keep-alive connections and marks busy ones to close after their
  * current response (drain). */
 void sl_conns_drain(sl_worker_t *w);

@@ -6,7 +6,7 @@ PY=${PYTHON:-python3}
 fail=0
 need() { echo "missing: $1 -- run 'make deps' to install it" >&2; fail=1; }
 for pc in libevent libevent_openssl libevent_pthreads openssl libpcre2-8 jansson yaml-0.1 lmdb cmocka \
-    libprotobuf-c libzstd hiredis msgpack; do
+    libprotobuf-c libzstd hiredis msgpack libnghttp2; do
     pkg-config --exists "$pc" 2>/dev/null || need "pkg-config module $pc"
 done
 command -v "$PY" >/dev/null 2>&1 || need "$PY"

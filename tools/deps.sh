@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(build-essential pkg-config libevent-dev libssl-dev libpcre2-dev libjansson-dev
           libyaml-dev libcmocka-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
-          libzstd-dev zstd libhiredis-dev libmsgpack-dev libnghttp2-dev redis-server openssl wrk nginx-light clang-format curl
+          libzstd-dev zstd libhiredis-dev libmsgpack-dev libnghttp2-dev redis-server openssl wrk nginx-light nghttp2-client clang-format curl
           procps)
 
 missing=()

@@ -5,7 +5,8 @@
 #
 #   1. upstream direct vs sluice-dp (workers=1) vs nginx proxy (1 worker,
 #      keepalive 64): requests/s, p50, p99; ratios sluice/nginx; the same
-#      over TLS (both proxies' ssl listeners, one certificate).
+#      over TLS (both proxies' ssl listeners, one certificate), and over
+#      HTTP/2 on TLS (h2load, 10 connections x 10 streams).
 #   2. sluice-dp with 10,000 routes (mixed hosts, prefixes, 5% regex) vs 1
 #      route, same requests.
 #   3. sluice-dp (and nginx) resident memory with 10,000 idle keep-alive
@@ -20,7 +21,7 @@
 # upstream is never the bottleneck. Environment: BENCH_DURATION (seconds per
 # wrk run, default 5), BENCH_ROUNDS (interleaved rounds, median reported,
 # default 3), BENCH_CONNS (default 50), BENCH_THREADS (default 2),
-# BENCH_IDLE_CONNS (default 10000), BENCH_SECTIONS (the sections to run, as
+# BENCH_IDLE_CONNS (default 10000), H2LOAD, BENCH_SECTIONS (the sections to run, as
 # "1 2 3 4 5 6", the default; 1 includes 1b), NGINX, WRK.
 set -euo pipefail
 
@@ -31,6 +32,7 @@ case $SLUICE_BUILD in /*) ;; *) SLUICE_BUILD=$REPO/$SLUICE_BUILD ;; esac
 DP=$SLUICE_BUILD/bin/sluice-dp
 NGINX=${NGINX:-/usr/sbin/nginx}
 WRK=${WRK:-wrk}
+H2LOAD=${H2LOAD:-h2load}
 PYTHON=${PYTHON:-python3}
 DURATION=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -44,6 +46,8 @@ want() { case $SECTIONS in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 die() { echo "bench: $*" >&2; exit 1; }
 
+command -v "$H2LOAD" >/dev/null 2>&1 ||
+    die "h2load not found: install it (apt-get install nghttp2-client) or set H2LOAD=/path/to/h2load"
 command -v "$WRK" >/dev/null 2>&1 ||
     die "wrk not found: install it (apt-get install wrk) or set WRK=/path/to/wrk"
 [ -x "$NGINX" ] ||
@@ -208,6 +212,24 @@ run_wrk() { # key url pid [lua-script]
     echo "$rps $p50 $p99 $cpu $self" >>"$WORK/res-$key.txt"
 }
 
+# As run_wrk, with h2load over HTTP/2 (10 connections, 10 streams each):
+# appends "rps mean_ms cpu_us_per_request" to $WORK/res-<key>.txt.
+run_h2load() { # key url pid
+    local key=$1 url=$2 pid=$3 out=$WORK/h2load-$1.txt
+    "$H2LOAD" -D 1 -c 10 -m 10 "$url" >/dev/null 2>&1 || true
+    local t0 t1 reqs rps mean cpu
+    t0=$(cpu_ticks "$pid")
+    "$H2LOAD" -D "$DURATION" -c 10 -m 10 "$url" >"$out" 2>&1 || die "h2load failed for $key: $(cat "$out")"
+    t1=$(cpu_ticks "$pid")
+    reqs=$(awk '/^requests:/ {print $8}' "$out")
+    rps=$(awk '/^finished in/ {print $4}' "$out")
+    mean=$(to_ms "$(awk '/^time for request:/ {print $6}' "$out")")
+    grep -q "^status codes: $reqs 2xx" "$out" || echo "  ($key: $(grep '^status codes' "$out"))"
+    cpu=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / (n > 0 ? n : 1) }')
+    echo "$rps $mean $cpu" >>"$WORK/res-$key.txt"
+}
+
 median() { # file column
     awk -v c="$2" '{print $c}' "$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
@@ -250,7 +272,7 @@ start_nginx proxy "$NGX_PORT" "
     upstream backend { server 127.0.0.1:$UP_PORT; keepalive 64; }
     server {
         listen 127.0.0.1:$NGX_PORT backlog=4096;
-        listen 127.0.0.1:$NGX_TLS_PORT ssl backlog=4096;
+        listen 127.0.0.1:$NGX_TLS_PORT ssl http2 backlog=4096;
         ssl_certificate $WORK/tls.crt;
         ssl_certificate_key $WORK/tls.key;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -278,7 +300,7 @@ if want 1 || want 2; then
 start_dp dp1 "$WORK/one-route.json" 1
 fi
 want 2 && start_dp dp10k "$WORK/10k-routes.json" 1
-want 1 && start_dp dptls "$WORK/one-route.json" 1 "proxy_listen = 127.0.0.1:0 ssl" \
+want 1 && start_dp dptls "$WORK/one-route.json" 1 "proxy_listen = 127.0.0.1:0 ssl http2" \
     "ssl_cert = $WORK/tls.crt" "ssl_cert_key = $WORK/tls.key"
 for _ in $(seq "$ROUNDS"); do
     if want 1; then
@@ -293,6 +315,8 @@ for _ in $(seq "$ROUNDS"); do
     if want 1; then
         run_wrk sluice_tls "https://$dptls_ADDR/" "$dptls_PID"
         run_wrk nginx_tls "https://127.0.0.1:$NGX_TLS_PORT/" "$proxy_PID"
+        run_h2load sluice_h2 "https://$dptls_ADDR/" "$dptls_PID"
+        run_h2load nginx_h2 "https://127.0.0.1:$NGX_TLS_PORT/" "$proxy_PID"
     fi
 done
 if want 1 || want 2; then stop_pid "$dp1_PID"; fi
@@ -318,6 +342,16 @@ ST_RPS=$RPS ST_P99=$P99 ST_CPU=$CPU
 report nginx_tls "nginx, ssl listener"
 echo "  sluice/nginx over TLS: requests/s x$(ratio "$ST_RPS" "$RPS"), p99 x$(ratio "$ST_P99" "$P99")," \
      "CPU per request x$(ratio "$ST_CPU" "$CPU")"
+echo
+echo "1c. HTTP/2 over TLS (h2load -c10 -m10: 10 connections, 10 streams each; same request)"
+printf "  %-30s %12s %10s %14s\n" "" "requests/s" "mean ms" "CPU us/req"
+for k in sluice_h2 nginx_h2; do
+    f=$WORK/res-$k.txt
+    printf "  %-30s %12.0f %10.3f %14.1f\n" "$([ $k = sluice_h2 ] && echo "sluice-dp, ssl http2" || echo "nginx, ssl http2")" \
+        "$(median "$f" 1)" "$(median "$f" 2)" "$(median "$f" 3)"
+done
+echo "  sluice/nginx over HTTP/2: requests/s x$(ratio "$(median "$WORK/res-sluice_h2.txt" 1)" "$(median "$WORK/res-nginx_h2.txt" 1)")," \
+     "CPU per request x$(ratio "$(median "$WORK/res-sluice_h2.txt" 3)" "$(median "$WORK/res-nginx_h2.txt" 3)")"
 echo
 
 fi

@@ -72,7 +72,8 @@ cat <<MSG
   Sluice hybrid demo is running (Ctrl-C to stop):
     control plane http://127.0.0.1:8001   Kong-compatible Admin API; data planes connect to
                                          127.0.0.1:8005 (mutual TLS, $PREFIX/cluster.crt)
-    data plane    http://127.0.0.1:8000   proxy; configuration pushed by the control plane
+    data plane    http://127.0.0.1:8000   proxy (HTTP/1.1 and h2c; https on 8443, with h2);
+                                         configuration pushed by the control plane
     status API    http://127.0.0.1:8007   (/status, /status/ready, /metrics)
     Go plugin     hello                   go-pdk-examples/hello, a plugin server the data plane
                                          started ($PREFIX/dp/hello.socket), on the route /api
@@ -92,6 +93,8 @@ cat <<MSG
     curl -s -X POST localhost:8001/services -d name=echo -d url=http://127.0.0.1:9001
     curl -s -X POST localhost:8001/services/echo/routes -d 'paths[]=/echo'
     curl -i http://127.0.0.1:8000/echo/x             # served a few milliseconds later
+    curl -i --http2-prior-knowledge http://127.0.0.1:8000/api/hello   # HTTP/2 (h2c)
+    curl -ik --http2 https://127.0.0.1:8443/api/hello # HTTP/2 over TLS (self-signed certificate)
     curl -s localhost:8001/config                    # export as a Kong declarative file
     kill $CP                                         # the data plane keeps serving
 

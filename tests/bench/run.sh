@@ -443,10 +443,22 @@ for v in $EXT; do # every plugin answers before anything is measured
     eval "addr=\$${v}_ADDR"
     curl -s -o /dev/null --retry 20 --retry-connrefused "http://$addr/" || true
 done
+# read(2)/write(2)-family calls of a process so far (/proc/PID/io; not
+# recv/send, which go-pdk does not use).
+io_calls() { awk '/^sysc[rw]:/ {n += $2} END {print n + 0}' "/proc/$1/io" 2>/dev/null || echo 0; }
+GO_PID=$(pgrep -P "$ext_go_PID" | head -1 || true)
 for _ in $(seq "$ROUNDS"); do
     for v in $EXT; do
         eval "addr=\$${v}_ADDR pid=\$${v}_PID"
+        if [ "$v" = ext_go ] && [ -n "$GO_PID" ]; then
+            g0=$(io_calls "$GO_PID")
+        fi
         run_wrk "$v" "http://$addr/" "$pid"
+        if [ "$v" = ext_go ] && [ -n "$GO_PID" ]; then
+            n=$(awk '/requests in/ {print $1}' "$WORK/wrk-ext_go.txt")
+            echo "$(io_calls "$GO_PID") $g0 $n" |
+                awk '{ printf "%.1f\n", ($1 - $2) / $3 }' >>"$WORK/res-ext_go_io.txt"
+        fi
         # One connection: the latency a plugin event adds, without queueing.
         CONNS=1 THREADS=1 run_wrk "${v}_c1" "http://$addr/" "$pid"
     done
@@ -471,6 +483,10 @@ echo "  Go plugin vs none: requests/s x$(ratio "$EG_RPS" "$EN_RPS") (goal >= 0.6
      "plugin is reported at about 0.5), CPU per request x$(ratio "$EG_CPU" "$EN_CPU")"
 echo "  CPU per request with the Go plugin: data plane $EG_SELF us, plugin server" \
      "$(awk -v a="$EG_CPU" -v b="$EG_SELF" 'BEGIN { printf "%.1f", a - b }') us (none: $EN_CPU us)"
+if [ -s "$WORK/res-ext_go_io.txt" ]; then
+    echo "  read(2)/write(2) calls per request in the Go plugin server: $(median "$WORK/res-ext_go_io.txt" 1)" \
+         "(go-pdk writes a frame's length and its body in two calls, and reads them in two)"
+fi
 echo "  native vs none: requests/s x$(ratio "$ENA_RPS" "$EN_RPS"); Go vs native: x$(ratio "$EG_RPS" "$ENA_RPS")"
 echo "  added latency per plugin event (one connection): Go p50 +$(added "$G50" "$N50") us," \
      "p99 +$(added "$G99" "$N99") us; native p50 +$(added "$NA50" "$N50") us, p99 +$(added "$NA99" "$N99") us"

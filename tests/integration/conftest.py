@@ -71,6 +71,21 @@ def read_addr_file(path):
     return (host.strip("[]"), int(port))
 
 
+@pytest.fixture(params=["tls", "h2c"])
+def transport(request):
+    """HTTP/2 tests run twice: over TLS (ALPN h2) and in clear (h2c)."""
+    return request.param
+
+
+def proxy_listeners(dp):
+    """proxy.addr: one (host, port) per proxy_listen entry, in order."""
+    out = []
+    for line in (dp.prefix / "proxy.addr").read_text().splitlines():
+        host, _, port = line.strip().rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
 def free_port():
     """A port that nothing listens on (bound then released)."""
     s = socket.socket()

@@ -22,19 +22,9 @@ class ProtocolError(Exception):
     pass
 
 
-class Response:
-    def __init__(self):
-        self.version = ""
-        self.status = 0
-        self.reason = ""
-        self.headers = []  # [(name, value)] in order, case preserved
-        self.body = b""
-        self.body_len = 0
-        self.chunked = False
-        self.chunk_sizes = []
-        self.trailers = []
-        self.interim = []  # 1xx responses seen before this one: [(status, headers)]
-        self.raw_head = b""
+class Fields:
+    """Reading a response's `headers` ([(name, value)]) and `body` (bytes or
+    bytearray); HTTP/2 responses (h2client.py) share it."""
 
     def header(self, name):
         """The first value of a header (case-insensitive), or None."""
@@ -52,7 +42,23 @@ class Response:
         return self.header(name) is not None
 
     def json(self):
-        return json.loads(self.body.decode("utf-8"))
+        return json.loads(bytes(self.body).decode("utf-8"))
+
+
+class Response(Fields):
+    def __init__(self):
+        self.version = ""
+        self.status = 0
+        self.reason = ""
+        self.headers = []  # [(name, value)] in order, case preserved
+        self.body = b""
+        self.body_len = 0
+        self.chunked = False
+        self.chunk_sizes = []
+        self.trailers = []
+        self.interim = []  # 1xx responses seen before this one: [(status, headers)]
+        self.raw_head = b""
+
 
     def __repr__(self):
         return "<Response %d %r headers=%r body=%r>" % (

@@ -21,7 +21,6 @@ Raw-socket helpers at the end (frame, read_frames, goaway_of) are for bytes
 h2 would refuse to send or to parse.
 """
 
-import json
 import select
 import socket
 import ssl
@@ -34,6 +33,8 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+
+import h1
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DEFAULT_TIMEOUT = 10.0
@@ -73,7 +74,7 @@ def _b(s):
     return s.encode("latin-1") if isinstance(s, str) else s
 
 
-class Response:
+class Response(h1.Fields):
     """One stream's response as it arrives."""
 
     def __init__(self, stream_id, method="GET"):
@@ -97,22 +98,6 @@ class Response:
     def done(self):
         return self.ended or self.reset is not None
 
-    def header(self, name):
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
-
-    def header_all(self, name):
-        name = name.lower()
-        return [v for k, v in self.headers if k.lower() == name]
-
-    def has(self, name):
-        return self.header(name) is not None
-
-    def json(self):
-        return json.loads(bytes(self.body).decode("utf-8"))
 
     def __repr__(self):
         return "<h2 Response stream %d: %d headers=%r body=%r%s>" % (
@@ -508,3 +493,14 @@ def goaway_of(frames):
             last, code = struct.unpack("!II", payload[:8])
             return last & 0x7FFFFFFF, code, payload[8:]
     return None
+
+
+def connect(dp, transport, **kw):
+    """An HTTP/2 connection to a data plane whose fixture set tls_h2 (an
+    ssl http2 listener) and plain_h2 (a plain http2 one): over TLS with ALPN
+    h2 when transport is "tls", else in clear with prior knowledge."""
+    if transport == "tls":
+        c = H2Conn(dp.tls_h2, tls=True, sni="sluice.test", **kw)
+        assert c.alpn == "h2", "ALPN chose %r on an ssl http2 listener" % c.alpn
+        return c
+    return H2Conn(dp.plain_h2, **kw)

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import h1
-from conftest import declarative, route, run_dp, service, wait_until
+from conftest import declarative, proxy_listeners, route, run_dp, service, wait_until
 from cp.conftest import cp_factory  # noqa: F401 (fixtures for the hybrid test)
 from hybrid.conftest import cluster_addr, cluster_cert, dp_conf, hybrid_cp  # noqa: F401
 from upstream import pattern_sha256
@@ -200,22 +200,13 @@ def name_of(der):
     return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
 
 
-def listeners(dp):
-    """proxy.addr: one host:port line per proxy_listen entry, in order."""
-    out = []
-    for line in (dp.prefix / "proxy.addr").read_text().splitlines():
-        host, _, port = line.strip().rpartition(":")
-        out.append((host.strip("[]"), int(port)))
-    return out
-
-
 def start_tls(factory, decl, conf=None, env=None):
     """A data plane with a plain listener then a TLS one: dp.proxy is the
     plain one, dp.tls the TLS one."""
     c = {"proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl"}
     c.update(conf or {})
     dp = factory(decl, c, env)
-    addrs = listeners(dp)
+    addrs = proxy_listeners(dp)
     assert len(addrs) == 2, "proxy.addr should have one line per listener: %r" % addrs
     dp.proxy, dp.tls = addrs
     return dp
@@ -393,7 +384,7 @@ def test_default_certificate_kept_across_restarts(sluice_factory, upstream, pki)
     first = served(dp.tls)
     dp.stop()
     dp.start()
-    dp.proxy, dp.tls = listeners(dp)
+    dp.proxy, dp.tls = proxy_listeners(dp)
     assert served(dp.tls) == first
 
 
@@ -835,7 +826,7 @@ def test_certificates_from_the_control_plane(hybrid_cp, sluice_factory, cluster_
     conf["proxy_listen"] = "127.0.0.1:0, 127.0.0.1:0 ssl"
     dp = sluice_factory(None, conf, wait_ready=False)
     dp.wait_addrs()
-    dp.proxy, dp.tls = listeners(dp)
+    dp.proxy, dp.tls = proxy_listeners(dp)
     assert cp.put("/services/echo", {"url": upstream.url}).status in (200, 201)
     assert cp.put("/services/echo/routes/tls", {"paths": ["/tls"],
                                                 "protocols": ["https"]}).status in (200, 201)

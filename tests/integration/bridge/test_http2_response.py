@@ -25,8 +25,8 @@ import pytest
 
 import h1
 from bridge.pluginservers import go_plugin_conf
-from conftest import declarative, route, service
-from h2client import CONNECTION_SPECIFIC, H2Conn
+from conftest import declarative, proxy_listeners, route, service
+from h2client import CONNECTION_SPECIFIC, connect
 
 QUIET = ["kong.log.crit", "kong.log.alert"]  # "[crit]" lines fail the data plane's stderr
 
@@ -36,14 +36,6 @@ DOUBLE_X = {"replace": [{"from": "x", "to": "ab"}]}
 
 def plugin(name, config):
     return {"name": name, "config": config}
-
-
-def listeners(dp):
-    out = []
-    for line in (dp.prefix / "proxy.addr").read_text().splitlines():
-        host, _, port = line.strip().rpartition(":")
-        out.append((host.strip("[]"), int(port)))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -62,22 +54,9 @@ def dp(module_sluice_factory, upstream):
     s.conf.update(go_plugin_conf(s.prefix, ["body-rewrite", "hello", "pdk-check"]))
     s.write_conf()
     s.start()
-    s.tls_h2, s.plain_h2 = listeners(s)
+    s.tls_h2, s.plain_h2 = proxy_listeners(s)
     s.proxy = s.plain_h2  # HTTP/1.1 works there too
     return s
-
-
-@pytest.fixture(params=["tls", "h2c"])
-def transport(request):
-    return request.param
-
-
-def connect(dp, transport, **kw):
-    if transport == "tls":
-        c = H2Conn(dp.tls_h2, tls=True, sni="sluice.test", **kw)
-        assert c.alpn == "h2", c.alpn
-        return c
-    return H2Conn(dp.plain_h2, **kw)
 
 
 def check_head(r):

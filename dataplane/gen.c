@@ -377,6 +377,8 @@ static int build_upstreams(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
         u->id = str_dup(&e, "id");
         u->name = str_dup(&e, "name");
         u->host_header = str_dup(&e, "host_header");
+        const char *cc = fk_field(&e, "client_certificate");
+        u->client_cert = cc ? sl_xstrdup(cc) : NULL;
         if (u->host_header && !valid_host(u->host_header))
             field_error(&e, "host_header", bad_host);
         if (u->name) {
@@ -450,20 +452,7 @@ static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
                           i, proto);
         s->https = proto && !strcmp(proto, "https");
         s->tls_verify = s->https && bool_field(&e, "tls_verify", false);
-        if (s->tls_verify) {
-            char err[256];
-            s->tls_ctx = sl_tls_upstream_ctx_new(doc, json_object_get(e.o, "ca_certificates"), err,
-                                                 sizeof(err));
-            if (!s->tls_ctx)
-                field_error(&e, "ca_certificates", err);
-            else if (present(&e, "tls_verify_depth"))
-                SSL_CTX_set_verify_depth(s->tls_ctx,
-                                         (int)int_field(&e, "tls_verify_depth", 1, 0, 64));
-        }
-        if (present(&e, "client_certificate"))
-            field_error(&e, "client_certificate",
-                        "client certificates to upstreams are not supported by this data plane "
-                        "yet (remove it)");
+        const char *client_cert = s->https ? fk_field(&e, "client_certificate") : NULL;
         s->port = (uint16_t)int_field(&e, "port", 80, 0, 65535);
         s->retries = (int)int_field(&e, "retries", 5, 0, 32767);
         s->connect_timeout_ms = (uint32_t)int_field(&e, "connect_timeout", 60000, 1, INT32_MAX - 1);
@@ -481,6 +470,24 @@ static int build_services(sl_gen_t *g, json_t *doc, sl_errors_t *errs)
         s->upstream = find_upstream(g, s->host);
         if (!s->upstream)
             s->host_is_ip = parse_ip(s->host, s->port, &s->addr, &s->addrlen);
+        /* The service's client certificate, else its upstream's (Kong). */
+        if (s->https && !client_cert && s->upstream)
+            client_cert = s->upstream->client_cert;
+        if (s->tls_verify || client_cert) {
+            /* A context of the service's own: connections made with it are
+             * pooled apart from other services' (proxy.c, pool_take). */
+            char err[256];
+            s->tls_ctx = sl_tls_upstream_ctx_new(
+                doc, s->tls_verify, json_object_get(e.o, "ca_certificates"), err, sizeof(err));
+            if (!s->tls_ctx)
+                field_error(&e, "ca_certificates", err);
+            else if (s->tls_verify && present(&e, "tls_verify_depth"))
+                SSL_CTX_set_verify_depth(s->tls_ctx,
+                                         (int)int_field(&e, "tls_verify_depth", 1, 0, 64));
+            if (s->tls_ctx && client_cert &&
+                !sl_tls_use_client_cert(s->tls_ctx, doc, client_cert, err, sizeof(err)))
+                field_error(&e, "client_certificate", err);
+        }
         if (s->upstream && s->upstream->host_header)
             s->host_header = sl_xstrdup(s->upstream->host_header);
         else
@@ -779,6 +786,7 @@ static void base_unref(struct sl_gen_base_s *b)
         free(u->id);
         free(u->name);
         free(u->host_header);
+        free(u->client_cert);
     }
     free(b->upstreams);
     json_decref(b->service_index);

@@ -37,6 +37,7 @@ typedef struct sl_target_s {
 typedef struct sl_upstream_s {
     char *id, *name;      /* owned */
     char *host_header;    /* owned, may be NULL */
+    char *client_cert;    /* owned: client_certificate's id, may be NULL */
     sl_target_t *targets; /* owned; weight > 0 only */
     size_t ntargets;
     unsigned *wheel; /* owned: round-robin wheel of target indexes */

@@ -342,12 +342,17 @@ SSL_CTX *sl_tls_upstream_ctx(void)
     return upstream_ctx;
 }
 
-SSL_CTX *sl_tls_upstream_ctx_new(const json_t *doc, const json_t *ca_ids, char *err, size_t errlen)
+SSL_CTX *sl_tls_upstream_ctx_new(const json_t *doc, bool verify, const json_t *ca_ids, char *err,
+                                 size_t errlen)
 {
     SSL_CTX *ctx = client_ctx_new();
     if (!ctx) {
         snprintf(err, errlen, "cannot make a TLS context: %s", ssl_error());
         return NULL;
+    }
+    if (!verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (json_array_size(ca_ids) == 0) {
@@ -385,4 +390,24 @@ SSL_CTX *sl_tls_upstream_ctx_new(const json_t *doc, const json_t *ca_ids, char *
         X509_free(x);
     }
     return ctx;
+}
+
+bool sl_tls_use_client_cert(SSL_CTX *ctx, const json_t *doc, const char *cert_id, char *err,
+                            size_t errlen)
+{
+    const json_t *cert, *found = NULL;
+    size_t i;
+    json_array_foreach(json_object_get(doc, "certificates"), i, cert)
+    {
+        const char *id = json_string_value(json_object_get(cert, "id"));
+        if (id && !strcmp(id, cert_id))
+            found = cert;
+    }
+    const char *pem = json_string_value(json_object_get(found, "cert"));
+    const char *key = json_string_value(json_object_get(found, "key"));
+    if (!pem || !key) {
+        snprintf(err, errlen, "no certificate with id %s", cert_id);
+        return false;
+    }
+    return use_pair(ctx, pem, key, "the certificate", err, errlen);
 }

@@ -59,13 +59,21 @@ int sl_conn_certificate(struct sl_conn_s *c);
 SSL_CTX *sl_tls_upstream_ctx(void);
 
 /*
- * A context for a service with tls_verify: the upstream's certificate must
- * chain to one of the ca_certificates entities it names (their ids, an
- * array; doc's ca_certificates table holds their PEM), or to the system's
- * trust store when it names none; the host is checked per connection.
- * NULL with the reason in err (an unknown id, a PEM that does not parse).
+ * A context of a service's own (tls_verify, or a client certificate). With
+ * verify the upstream's certificate must chain to one of the
+ * ca_certificates entities it names (their ids, an array; doc's
+ * ca_certificates table holds their PEM), or to the system's trust store
+ * when it names none; the host is checked per connection. NULL with the
+ * reason in err (an unknown id, a PEM that does not parse).
  */
-SSL_CTX *sl_tls_upstream_ctx_new(const json_t *doc, const json_t *ca_ids, char *err, size_t errlen);
+SSL_CTX *sl_tls_upstream_ctx_new(const json_t *doc, bool verify, const json_t *ca_ids, char *err,
+                                 size_t errlen);
+
+/* Presents the certificate entity cert_id of doc (its chain and key) to
+ * upstreams reached with ctx (a service's client_certificate). False with
+ * the reason in err. */
+bool sl_tls_use_client_cert(SSL_CTX *ctx, const json_t *doc, const char *cert_id, char *err,
+                            size_t errlen);
 
 /* The default context (NULL before sl_tls_init). */
 SSL_CTX *sl_tls_default_ctx(void);

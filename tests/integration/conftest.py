@@ -204,9 +204,10 @@ def declarative(services=(), routes=(), **extra):
 class Upstream:
     """tests/integration/upstream.py running as a subprocess; with tls=(cert
     file, key file[, max version "1.2"]) it serves TLS, and get() speaks TLS
-    to it (unverified)."""
+    to it (unverified); with client_ca (a CA file) too, it requires client
+    certificates signed by that CA."""
 
-    def __init__(self, workdir, name="up", mode="normal", tls=None):
+    def __init__(self, workdir, name="up", mode="normal", tls=None, client_ca=None):
         self.name = name
         self.tls = tls
         self.workdir = Path(workdir)
@@ -220,6 +221,7 @@ class Upstream:
         if tls:
             cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
             cmd += ["--tls-max-version", tls[2]] if len(tls) > 2 else []
+            cmd += ["--tls-client-ca", str(client_ca)] if client_ca else []
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: addr_file.exists() and read_addr_file(addr_file), 10,
                    what="upstream %s address file" % name)

@@ -4,7 +4,9 @@ when it is a name, none for an IP literal (RFC 6066 3: "Literal IPv4 and IPv6
 addresses are not permitted in HostName"). The upstream's certificate is not
 checked unless the service has tls_verify = true (Kong's default is
 proxy_ssl_verify, off); then it must chain to the service's ca_certificates
-(or the system trust store when it names none) and match the host. A failed
+(or the system trust store when it names none) and match the host. A service
+with a client_certificate (a certificates entity) presents it to upstreams
+that ask for one (mutual TLS), over connections pooled apart. A failed
 handshake answers 502 as Kong does (nginx: NGX_HTTP_UPSTREAM_FT_ERROR), a
 handshake that stalls past connect_timeout 504 (nginx arms connect_timeout
 for the handshake too: NGX_HTTP_UPSTREAM_FT_TIMEOUT), both with the gateway's
@@ -23,6 +25,7 @@ the module, so a pool is one worker's pool.
 import datetime
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -37,12 +40,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import dnsserver
 import h1
-from conftest import SERVER_RE, Upstream, declarative, route, service
+from conftest import SERVER_RE, Upstream, declarative, route, run_dp, service
 from upstream import pattern_bytes
 
 NAME = "up.test"
 WRONG_NAME = "other.test"  # resolves to 127.0.0.1 too; the certificate does not name it
 CA_ID = "0b9d4f4e-5d0c-4c57-9f57-3c1f1a2b0001"
+CLIENT_CERT_ID = "0b9d4f4e-5d0c-4c57-9f57-3c1f1a2b0002"
+CLIENT_CN = "sluice-client"
 BAD_GATEWAY = "An invalid response was received from the upstream server"
 TIMED_OUT = "The upstream server is timed out"
 CONNECT_TIMEOUT_MS = 1000
@@ -73,26 +78,39 @@ class PKI:
                        data_encipherment=False, key_agreement=False, key_cert_sign=True,
                        crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
                    .sign(self.ca_key, hashes.SHA256()))
-        self.leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.leaf = (x509.CertificateBuilder()
-                     .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
-                     .issuer_name(ca_name)
-                     .public_key(self.leaf_key.public_key())
-                     .serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(hours=1))
-                     .not_valid_after(now + datetime.timedelta(days=30))
-                     .add_extension(x509.BasicConstraints(ca=False, path_length=None),
-                                    critical=True)
-                     .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                                    critical=False)
-                     .add_extension(x509.SubjectAlternativeName([
-                         x509.DNSName(NAME),
-                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-                     .sign(self.ca_key, hashes.SHA256()))
+        san = x509.SubjectAlternativeName([x509.DNSName(NAME),
+                                           x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        self.leaf_key, self.leaf = self._leaf(ca_name, now, NAME, ExtendedKeyUsageOID.SERVER_AUTH,
+                                              san)
+        # The data plane's certificate for upstreams that ask for one.
+        self.client_key, self.client = self._leaf(ca_name, now, CLIENT_CN,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    def _leaf(self, issuer, now, cn, usage, san=None):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+             .issuer_name(issuer)
+             .public_key(key.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if san:
+            b = b.add_extension(san, critical=False)
+        return key, b.sign(self.ca_key, hashes.SHA256())
 
     @property
     def ca_pem(self):
         return _pem(self.ca)
+
+    def client_entity(self):
+        """The client certificate as a certificates entity."""
+        key = self.client_key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()).decode()
+        return {"id": CLIENT_CERT_ID, "cert": _pem(self.client), "key": key}
 
     def write(self, directory):
         crt, key = directory / "up.crt", directory / "up.key"
@@ -128,6 +146,17 @@ def tls12_upstream(tmp_path_factory, pki):
 
 
 @pytest.fixture(scope="module")
+def mtls_upstream(tmp_path_factory, pki):
+    """An upstream that requires a client certificate signed by the CA."""
+    d = tmp_path_factory.mktemp("mtls-up")
+    ca = d / "ca.crt"
+    ca.write_text(pki.ca_pem)
+    u = Upstream(d, "mtls-up", tls=pki.write(d), client_ca=ca)
+    yield u
+    u.stop()
+
+
+@pytest.fixture(scope="module")
 def stalling_port():
     """A listener that never accepts: the kernel completes TCP's handshake,
     the ClientHello sits in the backlog, no ServerHello ever comes."""
@@ -140,7 +169,7 @@ def stalling_port():
 
 @pytest.fixture(scope="module")
 def dp(module_sluice_factory, tmp_path_factory, tls_upstream, tls12_upstream, upstream,
-       stalling_port, pki):
+       stalling_port, pki, mtls_upstream):
     srv = dnsserver.DNSServer().start()
     hosts = tmp_path_factory.mktemp("hosts") / "hosts"
     hosts.write_text("127.0.0.1 %s %s\n" % (NAME, WRONG_NAME))
@@ -165,11 +194,22 @@ def dp(module_sluice_factory, tmp_path_factory, tls_upstream, tls12_upstream, up
         svc("stall", "https://127.0.0.1:%d" % stalling_port, "/stall", retries=0,
             connect_timeout=CONNECT_TIMEOUT_MS, read_timeout=30000, write_timeout=30000),
         svc("ok", upstream.url, "/ok"),
+        svc("mtls", "https://127.0.0.1:%d" % mtls_upstream.port, "/mtls",
+            client_certificate={"id": CLIENT_CERT_ID}),
+        svc("mtls_verified", "https://%s:%d" % (NAME, mtls_upstream.port), "/mtls-verified",
+            client_certificate={"id": CLIENT_CERT_ID}, tls_verify=True, ca_certificates=[CA_ID]),
+        svc("mtls_none", "https://127.0.0.1:%d/count" % mtls_upstream.port, "/mtls-none",
+            retries=0),
+        # Through an upstream entity whose client_certificate applies.
+        svc("mtls_by_upstream", "https://mtls-pool", "/mtls-by-upstream"),
     ]
     conf = {"workers": "1", "dns_resolver": "127.0.0.1:%d" % srv.port,
             "dns_hostsfile": str(hosts)}
     yield module_sluice_factory(declarative(
-        services, ca_certificates=[{"id": CA_ID, "cert": pki.ca_pem}]), conf)
+        services, ca_certificates=[{"id": CA_ID, "cert": pki.ca_pem}],
+        certificates=[pki.client_entity()],
+        upstreams=[{"name": "mtls-pool", "client_certificate": {"id": CLIENT_CERT_ID},
+                    "targets": [{"target": "127.0.0.1:%d" % mtls_upstream.port}]}]), conf)
     srv.stop()
 
 
@@ -357,3 +397,56 @@ def test_plugin_set_scheme_https_switches_to_tls(sluice_factory, tls_upstream):
     assert tls_of(s.get("/switched"))["version"].startswith("TLSv1")
     # Without the plugin the same service speaks plain HTTP to a TLS port.
     assert s.get("/as-declared").status == 502
+
+
+# ------------------------------------------------------------------ client certificates
+
+
+def test_client_certificate_presented(dp):
+    """The upstream requires a certificate from its CA: the service's
+    client_certificate is presented, and the upstream sees its name."""
+    tls = tls_of(dp.get("/mtls/x"))
+    assert tls["client_cn"] == CLIENT_CN, tls
+    assert tls["sni"] is None
+
+
+def test_client_certificate_with_verification(dp):
+    """client_certificate and tls_verify together: both sides are checked."""
+    tls = tls_of(dp.get("/mtls-verified/x"))
+    assert tls["client_cn"] == CLIENT_CN and tls["sni"] == NAME, tls
+
+
+def test_client_certificate_of_the_upstream_entity(dp):
+    """A service without one, whose host is an upstream entity with a
+    client_certificate, presents the upstream's (as Kong)."""
+    assert tls_of(dp.get("/mtls-by-upstream/x"))["client_cn"] == CLIENT_CN
+
+
+def test_without_client_certificate_the_upstream_refuses_502(dp):
+    """A service without one is refused by the same upstream: 502, even right
+    after a request of /mtls (whose pooled connection, made with the
+    certificate, is not lent to a service without it)."""
+    assert dp.get("/mtls/first").status == 200
+    check_error(dp.get("/mtls-none"), 502, BAD_GATEWAY)
+    assert_healthy(dp)
+
+
+@pytest.mark.parametrize("certificates,message", [
+    ([], "services[0].client_certificate: invalid reference"),
+    ([{"id": CLIENT_CERT_ID, "cert": "not a certificate", "key": "not a key"}],
+     "certificates[0].cert: invalid certificate"),
+])
+def test_bad_client_certificate_refused_at_load(tmp_path, pki, certificates, message):
+    """A client_certificate naming no certificate, or one that does not
+    parse, is refused by `sluice-dp -t` with the field named."""
+    decl = declarative([service("m", "https://127.0.0.1:1", routes=[route("m", paths=["/m"])],
+                                client_certificate={"id": CLIENT_CERT_ID})],
+                       certificates=certificates)
+    path = tmp_path / "kong.json"
+    path.write_text(json.dumps(decl))
+    conf = tmp_path / "sluice.conf"
+    conf.write_text("proxy_listen = 127.0.0.1:0\nstatus_listen = off\nworkers = 1\n"
+                    "declarative_config = %s\n" % path)
+    res = run_dp(["-c", conf, "-p", tmp_path, "-t"])
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert message in res.stderr, res.stderr

@@ -12,7 +12,10 @@ TLS: with `--tls-cert FILE --tls-key FILE` every accepted connection is
 wrapped in TLS (server side, TLS 1.2 or 1.3; `--tls-max-version 1.2` caps it)
 before anything else happens on it. A failed handshake just closes the
 connection. The echo then includes "tls": {"sni": <the client's SNI or null>,
-"version": "TLSv1.3"}; the key is absent on plain connections.
+"version": "TLSv1.3", "client_cn": <the CN of the client's certificate, or
+null>}; the key is absent on plain connections. `--tls-client-ca FILE` asks
+every client for a certificate signed by that CA and refuses the handshake
+without one (mutual TLS).
 
 Modes (whole server): `normal`; `close` (read the request head, then close
 without answering); `hang` (read the request head, never answer).
@@ -181,14 +184,18 @@ class Request:
         return v[-1] if v else default
 
 
-def tls_server_context(cert, key, max_version=None):
+def tls_server_context(cert, key, max_version=None, client_ca=None):
     """A server-side context; the SNI each handshake saw goes to _sni.name
-    (the callback runs in the thread that does the handshake)."""
+    (the callback runs in the thread that does the handshake). With
+    client_ca, a client certificate signed by it is required."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if max_version == "1.2":
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
 
     def on_sni(sslobj, server_name, context):
         _sni.name = server_name
@@ -253,7 +260,11 @@ class Server:
                 sock.close()
                 return
             with self.lock:
-                self.tls_info[conn_id] = {"sni": _sni.name, "version": sock.version()}
+                peer_cert = sock.getpeercert() or {}
+                cn = [v for rdn in peer_cert.get("subject", ()) for k, v in rdn
+                      if k == "commonName"]
+                self.tls_info[conn_id] = {"sni": _sni.name, "version": sock.version(),
+                                          "client_cn": cn[0] if cn else None}
         reader = Reader(sock)
         conn_req = 0
         try:
@@ -739,12 +750,14 @@ def main():
     ap.add_argument("--tls-cert", help="serve TLS with this certificate (PEM, chain after it)")
     ap.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
     ap.add_argument("--tls-max-version", choices=["1.2", "1.3"])
+    ap.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
     args = ap.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
     tls_ctx = None
     if args.tls_cert:
-        tls_ctx = tls_server_context(args.tls_cert, args.tls_key, args.tls_max_version)
+        tls_ctx = tls_server_context(args.tls_cert, args.tls_key, args.tls_max_version,
+                                     args.tls_client_ca)
     srv = Server(args.host, args.port, args.name, args.mode, tls_ctx)
     addr = srv.address()
     if args.addr_file:

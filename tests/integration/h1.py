@@ -102,7 +102,24 @@ def chunked_body(pieces, trailers=None, ext=False):
     return bytes(out)
 
 
-class Conn:
+class Closing:
+    """A client connection owning `sock`: closed by close() or at the end of
+    a with block (HTTP/2's too, h2client.py)."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Conn(Closing):
     """One client connection with a read buffer. With ssl_context the
     connection speaks TLS (the handshake happens here, sending
     server_hostname as SNI when it is given); self.sock is then an
@@ -122,18 +139,6 @@ class Conn:
         self.timeout = timeout
         self.buf = bytearray()
         self.eof = False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def settimeout(self, t):
         self.timeout = t

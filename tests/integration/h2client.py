@@ -118,7 +118,7 @@ class _Connection(h2.connection.H2Connection):
         return [], [ev]
 
 
-class H2Conn:
+class H2Conn(h1.Closing):
     """One HTTP/2 connection.
 
     addr: (host, port). tls: speak TLS (ctx, else one offering alpn); sni is
@@ -171,18 +171,6 @@ class H2Conn:
             self.wait_for(lambda: self.settings_received, what="the server's SETTINGS")
 
     # ------------------------------------------------------------ plumbing
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def flush(self):
         data = self.h2.data_to_send()

@@ -15,9 +15,7 @@ sluice-dp and their real plugin servers, the client speaking HTTP/2 over TLS
   body sent in DATA frames); its response phase runs too.
 """
 
-import base64
 import hashlib
-import json
 import os
 import urllib.parse
 
@@ -25,6 +23,8 @@ import pytest
 
 import h1
 from bridge.pluginservers import go_plugin_conf
+from bridge.test_pdk_methods import header_report as report
+from bridge.test_pdk_methods import v as answer
 from conftest import declarative, proxy_listeners, route, service
 from h2client import CONNECTION_SPECIFIC, connect
 
@@ -181,18 +181,6 @@ def test_hello_greets_the_authority(dp, transport):
 
 
 # ------------------------------------------------------------------ the PDK
-
-
-def report(resp, name):
-    value = resp.header(name)
-    assert value is not None, "no %s in the answer: %r" % (name, resp)
-    return json.loads(base64.b64decode(value))
-
-
-def answer(rep, key):
-    assert key in rep, "%s was not called (report has %s)" % (key, sorted(rep))
-    assert "err" not in rep[key], "%s failed in the plugin: %s" % (key, rep[key]["err"])
-    return rep[key]["v"]
 
 
 def test_pdk_sees_an_http2_request(dp, transport):

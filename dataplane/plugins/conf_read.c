@@ -132,3 +132,21 @@ void sl_cf_strv_free(char **v, size_t n)
         free(v[i]);
     free(v);
 }
+
+bool sl_cf_strings(const json_t *obj, const char *path, const json_t **arr, size_t *n, char *err,
+                   size_t errlen)
+{
+    const json_t *v = field(obj, path);
+    *arr = NULL;
+    *n = 0;
+    if (absent(v))
+        return true;
+    if (!json_is_array(v))
+        return sl_cf_fail(err, errlen, "config.%s: expected an array", path) != NULL;
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (!json_is_string(json_array_get(v, i)))
+            return sl_cf_fail(err, errlen, "config.%s[%zu]: expected a string", path, i) != NULL;
+    *arr = v;
+    *n = json_array_size(v);
+    return true;
+}

@@ -45,4 +45,9 @@ bool sl_cf_strv(const json_t *obj, const char *path, const char *const *def, cha
                 char *err, size_t errlen);
 void sl_cf_strv_free(char **v, size_t n);
 
+/* An array whose items are all strings (any text: the caller checks each
+ * one), borrowed into *arr with its length in *n; absent or null: *n = 0. */
+bool sl_cf_strings(const json_t *obj, const char *path, const json_t **arr, size_t *n, char *err,
+                   size_t errlen);
+
 #endif

@@ -51,6 +51,7 @@
 #include "body_args.h"
 #include "log.h"
 #include "pdk.h"
+#include "conf_read.h"
 #include "plugin.h"
 #include "util.h"
 
@@ -156,23 +157,17 @@ static bool has_ctl(const char *s, size_t n)
 static bool read_items(const json_t *group, int op, const char *list, bool headers,
                        struct items *out, char *err, size_t errlen)
 {
-    const json_t *arr = group ? json_object_get(group, list) : NULL;
-    if (!arr || json_is_null(arr))
-        return true;
-    if (!json_is_array(arr)) {
-        snprintf(err, errlen, "config.%s.%s: expected an array", op_names[op], list);
+    const json_t *arr;
+    size_t n;
+    char path[48];
+    snprintf(path, sizeof(path), "%s.%s", op_names[op], list);
+    if (!sl_cf_strings(group, path, &arr, &n, err, errlen))
         return false;
-    }
-    size_t n = json_array_size(arr);
     if (n == 0)
         return true;
     out->v = sl_xcalloc(n, sizeof *out->v);
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(arr, i);
-        if (!json_is_string(e)) {
-            snprintf(err, errlen, "config.%s.%s[%zu]: expected a string", op_names[op], list, i);
-            return false;
-        }
         const char *s = json_string_value(e);
         size_t len = json_string_length(e), k = 0;
         if (headers ? has_ctl(s, len) : memchr(s, '\0', len) != NULL) {

@@ -59,6 +59,7 @@
 #include "log.h"
 #include "h1_parser.h"
 #include "pdk.h"
+#include "conf_read.h"
 #include "plugin.h"
 #include "util.h"
 
@@ -163,23 +164,17 @@ static char *copy_bytes(const char *s, size_t n)
  */
 static bool read_headers(const json_t *group, int op, struct items *out, char *err, size_t errlen)
 {
-    const json_t *arr = group ? json_object_get(group, "headers") : NULL;
-    if (!arr || json_is_null(arr))
-        return true;
-    if (!json_is_array(arr)) {
-        snprintf(err, errlen, "config.%s.headers: expected an array", op_names[op]);
+    const json_t *arr;
+    size_t n;
+    char path[32];
+    snprintf(path, sizeof(path), "%s.headers", op_names[op]);
+    if (!sl_cf_strings(group, path, &arr, &n, err, errlen))
         return false;
-    }
-    size_t n = json_array_size(arr);
     if (n == 0)
         return true;
     out->v = sl_xcalloc(n, sizeof *out->v);
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(arr, i);
-        if (!json_is_string(e)) {
-            snprintf(err, errlen, "config.%s.headers[%zu]: expected a string", op_names[op], i);
-            return false;
-        }
         const char *s = json_string_value(e);
         size_t len = json_string_length(e), k = 0;
         if (has_ctl(s, len)) {
@@ -325,23 +320,17 @@ static void read_json_value(struct jitem *it, const char *s, size_t len, const c
 static bool read_json(const json_t *group, int op, const json_t *types, struct jitems *out,
                       char *err, size_t errlen)
 {
-    const json_t *arr = group ? json_object_get(group, "json") : NULL;
-    if (!arr || json_is_null(arr))
-        return true;
-    if (!json_is_array(arr)) {
-        snprintf(err, errlen, "config.%s.json: expected an array", op_names[op]);
+    const json_t *arr;
+    size_t n;
+    char path[32];
+    snprintf(path, sizeof(path), "%s.json", op_names[op]);
+    if (!sl_cf_strings(group, path, &arr, &n, err, errlen))
         return false;
-    }
-    size_t n = json_array_size(arr);
     if (n == 0)
         return true;
     out->v = sl_xcalloc(n, sizeof *out->v);
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(arr, i);
-        if (!json_is_string(e)) {
-            snprintf(err, errlen, "config.%s.json[%zu]: expected a string", op_names[op], i);
-            return false;
-        }
         const char *s = json_string_value(e);
         size_t len = json_string_length(e), k = 0;
         struct jitem *it = &out->v[out->n++];

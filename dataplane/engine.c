@@ -50,7 +50,7 @@ struct chain_entry {
 
 struct sl_chain_s {
     unsigned phases;
-    bool wants_body;          /* some instance reads the request body in access */
+    int body_need;            /* the most an instance needs of the request body (BODY_*) */
     bool wants_response_body; /* some instance has response / body_filter work */
     size_t n;
     struct chain_entry e[];
@@ -335,9 +335,15 @@ static struct plugin_group *group_instances(struct sl_gen_plugins_s *gp, size_t 
     return gs;
 }
 
-static bool inst_wants_body(const sl_plugin_inst_t *x)
+/* What an instance needs of the request body: BODY_NONE, BODY_IF_FITS
+ * (in client_body_buffer_size) or BODY_WHOLE. */
+enum { BODY_NONE, BODY_IF_FITS, BODY_WHOLE };
+
+static int inst_body_need(const sl_plugin_inst_t *x)
 {
-    return x && x->impl->wants_body && x->impl->wants_body(x->conf);
+    if (!x || !x->impl->wants_body || !x->impl->wants_body(x->conf))
+        return BODY_NONE;
+    return x->impl->body_if_fits ? BODY_IF_FITS : BODY_WHOLE;
 }
 
 static bool inst_wants_response_body(const sl_plugin_inst_t *x)
@@ -347,10 +353,10 @@ static bool inst_wants_response_body(const sl_plugin_inst_t *x)
 }
 
 /* Whether some consumer-scoped instance of g may apply to (route, service);
- * *body and *resp_body are set when one of those wants the request body or
- * the whole response. */
+ * *body is raised to what those need of the request body, and *resp_body
+ * set when one wants the whole response. */
 static bool consumer_may_apply(const struct sl_gen_plugins_s *gp, const struct plugin_group *g,
-                               const char *rid, const char *sid, bool *body, bool *resp_body)
+                               const char *rid, const char *sid, int *body, bool *resp_body)
 {
     size_t i;
     const json_t *v;
@@ -361,7 +367,7 @@ static bool consumer_may_apply(const struct sl_gen_plugins_s *gp, const struct p
         if ((!x->route_id || (rid && !strcmp(x->route_id, rid))) &&
             (!x->service_id || (sid && !strcmp(x->service_id, sid)))) {
             any = true;
-            *body |= inst_wants_body(x);
+            *body = SL_MAX(*body, inst_body_need(x));
             *resp_body |= inst_wants_response_body(x);
         }
     }
@@ -389,12 +395,13 @@ static struct sl_chain_s *build_chain(const struct sl_gen_plugins_s *gp,
         free(rs);
         /* The request body and the whole response are read on this route
          * only for the instances that may run on it. */
-        bool body = inst_wants_body(e.nc), resp_body = inst_wants_response_body(e.nc);
+        int body = inst_body_need(e.nc);
+        bool resp_body = inst_wants_response_body(e.nc);
         e.by_consumer = g->any_consumer && consumer_may_apply(gp, g, rid, sid, &body, &resp_body);
         if (!e.nc && !e.by_consumer)
             continue;
         c->phases |= g->info->phases;
-        c->wants_body |= body;
+        c->body_need = SL_MAX(c->body_need, body);
         c->wants_response_body |= resp_body;
         c->e[c->n++] = e;
     }
@@ -525,7 +532,12 @@ unsigned sl_engine_chain_phases(const struct sl_chain_s *chain)
 
 bool sl_engine_chain_wants_body(const struct sl_chain_s *chain)
 {
-    return chain && chain->wants_body;
+    return chain && chain->body_need != BODY_NONE;
+}
+
+bool sl_engine_chain_body_required(const struct sl_chain_s *chain)
+{
+    return chain && chain->body_need == BODY_WHOLE;
 }
 
 bool sl_engine_chain_wants_response_body(const struct sl_chain_s *chain)

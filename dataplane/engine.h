@@ -37,6 +37,9 @@ unsigned sl_engine_chain_phases(const struct sl_chain_s *chain);
 /* Whether an instance of the chain reads the request body in access, and
  * whether one needs the upstream response whole (response, body_filter). */
 bool sl_engine_chain_wants_body(const struct sl_chain_s *chain);
+/* Whether that instance needs the body whatever its size (else only when it
+ * fits in client_body_buffer_size: sl_native_plugin_t.body_if_fits). */
+bool sl_engine_chain_body_required(const struct sl_chain_s *chain);
 bool sl_engine_chain_wants_response_body(const struct sl_chain_s *chain);
 
 /* Introspection (tests): a chain's length, its i-th plugin, and the

@@ -136,7 +136,9 @@ static int ext_log(sl_pdk_t *p, void *conf)
 }
 
 /* kong.request.get_raw_body works in access as under Kong, so the body is
- * read whole (client_body_buffer_size) for a plugin that has access. */
+ * read whole for a plugin that has access when it fits in
+ * client_body_buffer_size; a larger one streams on unread, and the plugin's
+ * get_raw_body gets Kong's "did not fit" error (body_if_fits). */
 static bool ext_wants_body(const void *conf)
 {
     const ext_conf_t *c = conf;
@@ -155,6 +157,7 @@ const sl_native_plugin_t sl_external_plugin = {
     .configure_entity = ext_configure,
     .dispose = ext_dispose,
     .wants_body = ext_wants_body,
+    .body_if_fits = true,
     .certificate = ext_certificate,
     .rewrite = ext_rewrite,
     .access = ext_access,

@@ -404,6 +404,13 @@ bool sl_pdk_request_get_raw_body(sl_pdk_t *p, sl_str_t *body)
     return true;
 }
 
+const char *sl_pdk_request_raw_body_error(sl_pdk_t *p)
+{
+    return R(p)->body_too_large ? "request body did not fit into client body buffer, consider "
+                                  "raising 'client_body_buffer_size'"
+                                : NULL;
+}
+
 sl_str_t sl_pdk_request_get_path_with_query(sl_pdk_t *p)
 {
     sl_req_t *r = R(p);

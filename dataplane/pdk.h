@@ -132,6 +132,11 @@ uint64_t sl_pdk_connection_requests(sl_pdk_t *p);
  * was not read (no plugin asked for it). */
 bool sl_pdk_request_get_raw_body(sl_pdk_t *p, sl_str_t *body);
 
+/* When get_raw_body is false: Kong's message for a body larger than
+ * client_body_buffer_size, which streamed on unread (body_if_fits), or NULL
+ * when the body was not read because nothing asked for it. */
+const char *sl_pdk_request_raw_body_error(sl_pdk_t *p);
+
 /* kong.request.get_start_time: when the request started, in milliseconds
  * since the epoch. */
 uint64_t sl_pdk_request_get_start_time(sl_pdk_t *p);

@@ -544,10 +544,13 @@ static void request_raw_body(struct call *c)
         sl_pb_put_raw_body(c->out, SL_PB_RAW_CONTENT, body.p, body.len);
         return;
     }
-    static const char why[] = "Can't read request body";
-    sl_pdk_log(c->p, SL_LOG_WARN, "%s: the body was not read (no plugin of the route asked for it)",
-               c->m->name);
-    sl_pb_put_raw_body(c->out, SL_PB_RAW_ERROR, why, sizeof(why) - 1);
+    const char *why = sl_pdk_request_raw_body_error(c->p);
+    if (!why) {
+        why = "Can't read request body";
+        sl_pdk_log(c->p, SL_LOG_WARN,
+                   "%s: the body was not read (no plugin of the route asked for it)", c->m->name);
+    }
+    sl_pb_put_raw_body(c->out, SL_PB_RAW_ERROR, why, strlen(why));
 }
 
 /* ServiceResponse.GetRawBody is declared ByteString but go-pdk reads a

@@ -72,6 +72,11 @@ typedef struct sl_native_plugin_s {
      * does, the proxy reads the whole body (up to client_body_buffer_size)
      * before the access phase. */
     bool (*wants_body)(const void *conf);
+    /* With wants_body: the body is wanted only when it fits in
+     * client_body_buffer_size; a larger one streams to the upstream unread
+     * and sl_pdk_request_get_raw_body says it did not fit (Kong's
+     * get_raw_body; external plugins). Without: a larger body gets 413. */
+    bool body_if_fits;
     /* Phase handlers; NULL where the plugin has none. Those returning int
      * give SL_PLUGIN_CONTINUE, or SL_PLUGIN_SUSPEND after sl_pdk_suspend
      * (the phase goes on once sl_pdk_resume is called); access may also

@@ -161,6 +161,11 @@ struct sl_req_s {
     uint64_t bytes_in; /* request head and body bytes read */
     /* The body read whole before access when a plugin wants it: */
     bool buffering;            /* being read */
+    bool body_if_fits;         /* buffering: a body over client_body_buffer_size streams on */
+    bool body_too_large;       /* so it did, unread (sl_pdk_request_raw_body_error) */
+    sl_h1_chunked_t peek;      /* buffering a chunked body if it fits: framing seen so far */
+    size_t peek_off;           /* how far the input was looked at */
+    bool peek_whole;           /* the whole chunked body is in the input */
     bool body_buffered;        /* read: body_buf holds it (dechunked) */
     struct evbuffer *body_buf; /* owned */
     bool body_replaced;        /* set_raw_body: body_buf is the plugin's */

@@ -1218,12 +1218,48 @@ static void on_buffered_data(void *ud, const char *p, size_t n)
     evbuffer_add(ud, p, n);
 }
 
+/* Buffering for plugins that want the body only if it fits: it does not.
+ * The access phase runs without it; the body streams to the upstream as on
+ * any route, nothing of it consumed. Returns SL_DONE (r may be freed). */
+static int body_unread(sl_req_t *r)
+{
+    r->buffering = false;
+    r->body_too_large = true;
+    after_access(r, sl_engine_access(PDK(r), &r->run, SCHEME(r)));
+    return SL_DONE;
+}
+
+/* A chunked body wanted if it fits: looks ahead at the input without
+ * consuming it. 1: the whole body is there (read it), 0: not yet, -1: it
+ * does not fit. Framing errors count as "there": reading reports them. */
+static int peek_chunked(sl_req_t *r, struct evbuffer *in, uint64_t max)
+{
+    size_t avail = evbuffer_get_length(in);
+    while (r->peek_off < avail) {
+        struct evbuffer_ptr at;
+        struct evbuffer_iovec v;
+        if (evbuffer_ptr_set(in, &at, r->peek_off, EVBUFFER_PTR_SET) != 0 ||
+            evbuffer_peek(in, -1, &at, &v, 1) < 1)
+            break;
+        size_t len = SL_MIN(v.iov_len, avail - r->peek_off), used = 0;
+        sl_h1_error_t err = {0, NULL};
+        int rc = sl_h1_chunked_feed(&r->peek, v.iov_base, len, &used, NULL, NULL, &err);
+        r->peek_off += used;
+        if (rc != SL_AGAIN)
+            return 1;
+        if (used < len)
+            break;
+    }
+    return avail > max ? -1 : 0;
+}
+
 /*
  * Reads what the client sent of the body into r->body_buf (chunked framing
  * removed) and, once it is complete, runs the access phase. A body larger
- * than client_body_buffer_size is refused with 413: plugins that read the
- * body need it whole. Returns SL_OK, or SL_DONE when the request was
- * answered (r may be freed).
+ * than client_body_buffer_size is refused with 413 when a plugin needs it
+ * whole, and left to stream unread when the plugins want it only if it
+ * fits. Returns SL_OK, or SL_DONE when the request was answered (r may be
+ * freed).
  */
 static int buffer_request_body(sl_req_t *r)
 {
@@ -1232,7 +1268,20 @@ static int buffer_request_body(sl_req_t *r)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t avail = evbuffer_get_length(in);
     bool done = false;
+    if (r->body_if_fits && r->body_kind == B_CHUNKED && !r->peek_whole) {
+        int fits = peek_chunked(r, in, max);
+        if (fits < 0)
+            return body_unread(r);
+        if (fits == 0) {
+            if (!(bufferevent_get_enabled(c->bev) & EV_READ))
+                bufferevent_enable(c->bev, EV_READ);
+            return SL_OK;
+        }
+        r->peek_whole = true;
+    }
     if (r->body_kind == B_LENGTH) {
+        if (r->body_left > max && r->body_if_fits)
+            return body_unread(r);
         if (r->body_left > max) {
             send_json(c, r, 413,
                       "Request body larger than client_body_buffer_size (the route's "
@@ -1282,8 +1331,12 @@ static void start_buffering(sl_req_t *r)
     sl_conn_t *c = r->c;
     r->buffering = true;
     r->body_buf = evbuffer_new();
+    r->body_if_fits = !sl_engine_chain_body_required(r->route->chain);
+    if (r->body_kind == B_CHUNKED && r->body_if_fits)
+        sl_h1_chunked_init(&r->peek, 0);
     if (r->body_kind == B_LENGTH && r->body_left > c->w->conf->client_body_buffer_size) {
-        buffer_request_body(r); /* refuses it before a 100 Continue invites it */
+        /* refused, or left to stream, before a 100 Continue invites it */
+        buffer_request_body(r);
         return;
     }
     if (r->h.expect_continue && r->h.minor_version == 1) {
@@ -2644,6 +2697,11 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         flush_out(bev);
+        /* What piled up while connecting (a body that came in while an
+         * access plugin waited, reading from the client stopped) may have
+         * gone out whole: then no write event comes to resume the client. */
+        if (!(bufferevent_get_enabled(bev) & EV_WRITE))
+            on_up_write(bev, u);
         return;
     }
     if (!r) {

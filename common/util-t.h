@@ -43,4 +43,10 @@ typedef struct sl_str_s {
 #define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SL_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* The error of a codec call (the plugin protocols' sl_pb_err_t and
+ * sl_mp_err_t): one message. */
+typedef struct sl_codec_err_s {
+    char msg[256];
+} sl_codec_err_t;
+
 #endif

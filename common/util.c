@@ -413,3 +413,13 @@ void sl_quote_bytes(char *dst, size_t cap, const void *s, size_t n, size_t max)
     }
     dst[o] = '\0';
 }
+
+void sl_codec_err_set(sl_codec_err_t *e, const char *fmt, ...)
+{
+    if (!e)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+}

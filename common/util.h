@@ -91,4 +91,8 @@ size_t sl_utf8_len(const unsigned char *s, size_t n);
  * first max bytes of s, then "..." when there was more. */
 void sl_quote_bytes(char *dst, size_t cap, const void *s, size_t n, size_t max);
 
+/* Formats e->msg; e may be NULL (the caller did not ask). */
+void sl_codec_err_set(sl_codec_err_t *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -38,24 +38,11 @@
 #include <inttypes.h>
 #include <math.h>
 #include <msgpack.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
 /* Errors and small helpers                                                  */
-
-static void set_err(sl_mp_err_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(sl_mp_err_t *e, const char *fmt, ...)
-{
-    if (!e)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-    va_end(ap);
-}
 
 static sl_mp_limits_t limits_of(const sl_mp_limits_t *lim)
 {
@@ -197,8 +184,9 @@ static int pack_count(struct pack *c)
 {
     if (++c->nodes <= c->lim.max_nodes)
         return SL_OK;
-    set_err(c->err, "value to send to the plugin server has more than %zu values; raise max_nodes",
-            c->lim.max_nodes);
+    sl_codec_err_set(c->err,
+                     "value to send to the plugin server has more than %zu values; raise max_nodes",
+                     c->lim.max_nodes);
     return SL_ERR_TOO_BIG;
 }
 
@@ -237,10 +225,11 @@ static int pack_json(struct pack *c, const json_t *v, unsigned depth)
         break;
     }
     if (depth + 1 > c->lim.max_depth) {
-        set_err(c->err,
-                "value to send to the plugin server is nested deeper than %u levels; raise "
-                "max_depth",
-                c->lim.max_depth);
+        sl_codec_err_set(
+            c->err,
+            "value to send to the plugin server is nested deeper than %u levels; raise "
+            "max_depth",
+            c->lim.max_depth);
         return SL_ERR_TOO_BIG;
     }
     if (json_is_array(v)) {
@@ -515,8 +504,8 @@ int sl_mp_call_step_result(sl_sb_t *out, uint32_t msgid, int64_t event_id, const
         return sl_mp_call_step(out, msgid, step, event_id, result, lim, err);
     json_t *mm;
     if (sl_mp_multimap(result, &mm) != SL_OK) {
-        set_err(err, "out of memory normalising the result of %.*s", (int)SL_MIN(method_len, 64),
-                pdk_method);
+        sl_codec_err_set(err, "out of memory normalising the result of %.*s",
+                         (int)SL_MIN(method_len, 64), pdk_method);
         return SL_ERR_NOMEM;
     }
     int rc = sl_mp_call_step(out, msgid, step, event_id, mm, lim, err);
@@ -657,27 +646,29 @@ static int scan(struct scan *s, const uint8_t *p, size_t avail, const sl_mp_limi
         unsigned lenbytes = h.lenbytes;
         if (kind == K_BAD) {
             if (b == 0xc1)
-                set_err(err, "%s: byte %zu is 0xc1, which msgpack never uses", what, at);
+                sl_codec_err_set(err, "%s: byte %zu is 0xc1, which msgpack never uses", what, at);
             else
-                set_err(err,
-                        "%s: byte %zu starts a msgpack ext type (0x%02x); the plugin protocol "
-                        "has none",
-                        what, at, b);
+                sl_codec_err_set(
+                    err,
+                    "%s: byte %zu starts a msgpack ext type (0x%02x); the plugin protocol "
+                    "has none",
+                    what, at, b);
             return SL_ERR_INVALID;
         }
         /* The envelope's first byte tells at once whether this is
          * msgpack-rpc; a scalar or a str would otherwise be buffered whole
          * before being refused. */
         if (envelope && !s->started && kind != K_ARRAY) {
-            set_err(err,
-                    "%s is not msgpack-rpc: it starts with %s (byte 0x%02x), not an array "
-                    "[type, ...]",
-                    what, mp_kind(b), b);
+            sl_codec_err_set(err,
+                             "%s is not msgpack-rpc: it starts with %s (byte 0x%02x), not an array "
+                             "[type, ...]",
+                             what, mp_kind(b), b);
             return SL_ERR_INVALID;
         }
         if (s->depth > 0 && s->map[s->depth - 1] && s->left[s->depth - 1] % 2 == 0 &&
             kind != K_STR) {
-            set_err(err, "%s: the map key at byte %zu is %s, not a str", what, at, mp_kind(b));
+            sl_codec_err_set(err, "%s: the map key at byte %zu is %s, not a str", what, at,
+                             mp_kind(b));
             return SL_ERR_INVALID;
         }
 
@@ -694,14 +685,14 @@ static int scan(struct scan *s, const uint8_t *p, size_t avail, const sl_mp_limi
                 len = v;
         }
         if (kind == K_FLOAT && !isfinite(be_float(p + at + 1, hl == 9))) {
-            set_err(err, "%s: the float at byte %zu is not a finite number", what, at);
+            sl_codec_err_set(err, "%s: the float at byte %zu is not a finite number", what, at);
             return SL_ERR_INVALID;
         }
         if (envelope && !s->started && count != 3 && count != 4) {
-            set_err(err,
-                    "%s is not msgpack-rpc: an array of %" PRIu64
-                    " members, not [1, msgid, error, result] or [2, label, args]",
-                    what, count);
+            sl_codec_err_set(err,
+                             "%s is not msgpack-rpc: an array of %" PRIu64
+                             " members, not [1, msgid, error, result] or [2, label, args]",
+                             what, count);
             return SL_ERR_INVALID;
         }
 
@@ -712,13 +703,14 @@ static int scan(struct scan *s, const uint8_t *p, size_t avail, const sl_mp_limi
         if (need > l->max_msg)
             goto too_long;
         if ((uint64_t)s->nodes + 1 + values > l->max_nodes) {
-            set_err(err, "%s holds more than %zu values (at byte %zu); raise max_nodes", what,
-                    l->max_nodes, at);
+            sl_codec_err_set(err, "%s holds more than %zu values (at byte %zu); raise max_nodes",
+                             what, l->max_nodes, at);
             return SL_ERR_TOO_BIG;
         }
         if ((kind == K_ARRAY || kind == K_MAP) && s->depth + 1 > max_stack) {
-            set_err(err, "%s is nested deeper than %u levels (at byte %zu); raise max_depth", what,
-                    l->max_depth, at);
+            sl_codec_err_set(err,
+                             "%s is nested deeper than %u levels (at byte %zu); raise max_depth",
+                             what, l->max_depth, at);
             return SL_ERR_TOO_BIG;
         }
         if ((uint64_t)at + hl + len > avail)
@@ -741,8 +733,9 @@ static int scan(struct scan *s, const uint8_t *p, size_t avail, const sl_mp_limi
     return SL_OK;
 
 too_long:
-    set_err(err, "%s is larger than the limit of %zu bytes (a value at byte %zu runs past it)",
-            what, l->max_msg, s->pos);
+    sl_codec_err_set(err,
+                     "%s is larger than the limit of %zu bytes (a value at byte %zu runs past it)",
+                     what, l->max_msg, s->pos);
     return SL_ERR_TOO_BIG;
 }
 
@@ -855,7 +848,7 @@ static int convert(const uint8_t *p, size_t n, json_t **out, sl_mp_err_t *err)
     struct conv c = {p, n, 0};
     json_t *v = conv_value(&c);
     if (!v) {
-        set_err(err, "out of memory converting a plugin server message of %zu bytes", n);
+        sl_codec_err_set(err, "out of memory converting a plugin server message of %zu bytes", n);
         return SL_ERR_NOMEM;
     }
     SL_ASSERT(c.pos == n);
@@ -897,25 +890,27 @@ static int envelope(json_t *a, sl_mp_msg_t *m, sl_mp_err_t *err)
     size_t n = json_array_size(a);
     json_t *t = json_array_get(a, 0);
     if (!json_is_integer(t)) {
-        set_err(err, "plugin server message: the type (the first member) is %s, not 1 or 2",
-                json_kind(t));
+        sl_codec_err_set(err,
+                         "plugin server message: the type (the first member) is %s, not 1 or 2",
+                         json_kind(t));
         return SL_ERR_INVALID;
     }
     json_int_t type = json_integer_value(t);
     if (type == 1) {
         if (n != 4) {
-            set_err(err, "plugin server response has %zu members, not 4 [1, msgid, error, result]",
-                    n);
+            sl_codec_err_set(
+                err, "plugin server response has %zu members, not 4 [1, msgid, error, result]", n);
             return SL_ERR_INVALID;
         }
         json_t *id = json_array_get(a, 1), *e = json_array_get(a, 2);
         if (!json_is_integer(id)) {
-            set_err(err, "plugin server response: the msgid is %s, not an integer", json_kind(id));
+            sl_codec_err_set(err, "plugin server response: the msgid is %s, not an integer",
+                             json_kind(id));
             return SL_ERR_INVALID;
         }
         if (!json_is_null(e) && !json_is_string(e)) {
-            set_err(err, "plugin server response: the error is %s, not nil or a string",
-                    json_kind(e));
+            sl_codec_err_set(err, "plugin server response: the error is %s, not nil or a string",
+                             json_kind(e));
             return SL_ERR_INVALID;
         }
         *m = (sl_mp_msg_t){
@@ -928,13 +923,14 @@ static int envelope(json_t *a, sl_mp_msg_t *m, sl_mp_err_t *err)
     }
     if (type == 2) {
         if (n != 3) {
-            set_err(err, "plugin server notification has %zu members, not 3 [2, label, args]", n);
+            sl_codec_err_set(
+                err, "plugin server notification has %zu members, not 3 [2, label, args]", n);
             return SL_ERR_INVALID;
         }
         json_t *label = json_array_get(a, 1);
         if (!json_is_string(label)) {
-            set_err(err, "plugin server notification: the label is %s, not a string",
-                    json_kind(label));
+            sl_codec_err_set(err, "plugin server notification: the label is %s, not a string",
+                             json_kind(label));
             return SL_ERR_INVALID;
         }
         *m = (sl_mp_msg_t){
@@ -945,13 +941,14 @@ static int envelope(json_t *a, sl_mp_msg_t *m, sl_mp_err_t *err)
         return SL_OK;
     }
     if (type == 0)
-        set_err(err, "plugin server sent a request (type 0); a plugin server may only send "
-                     "responses (1) and notifications (2)");
+        sl_codec_err_set(err,
+                         "plugin server sent a request (type 0); a plugin server may only send "
+                         "responses (1) and notifications (2)");
     else
-        set_err(err,
-                "plugin server message type %" JSON_INTEGER_FORMAT
-                " is neither 1 (a response) nor 2 (a notification)",
-                type);
+        sl_codec_err_set(err,
+                         "plugin server message type %" JSON_INTEGER_FORMAT
+                         " is neither 1 (a response) nor 2 (a notification)",
+                         type);
     return SL_ERR_INVALID;
 }
 
@@ -960,10 +957,10 @@ int sl_mp_msg_expect(const sl_mp_msg_t *m, uint32_t msgid, sl_mp_err_t *err)
     if (m->kind == SL_MP_NOTIFICATION)
         return SL_DECLINED;
     if (m->msgid != (int64_t)msgid) {
-        set_err(err,
-                "plugin server answered msgid %" PRId64 " while the gateway waits for %" PRIu32
-                "; the connection is out of step",
-                m->msgid, msgid);
+        sl_codec_err_set(err,
+                         "plugin server answered msgid %" PRId64
+                         " while the gateway waits for %" PRIu32 "; the connection is out of step",
+                         m->msgid, msgid);
         return SL_ERR_INVALID;
     }
     return SL_OK;
@@ -1089,8 +1086,8 @@ int sl_mp_reader_feed(sl_mp_reader_t *r, const void *p, size_t n, size_t *used, 
         /* The scan needs a byte within max_msg beyond these n: they fit. */
         if (n > 0) {
             if (reserve(r, n) != SL_OK) {
-                set_err(&r->ferr, "out of memory buffering %zu bytes of a plugin server message",
-                        n);
+                sl_codec_err_set(&r->ferr,
+                                 "out of memory buffering %zu bytes of a plugin server message", n);
                 return fail(r, SL_ERR_NOMEM, err);
             }
             memcpy(r->buf, src, n);
@@ -1106,8 +1103,9 @@ int sl_mp_reader_feed(sl_mp_reader_t *r, const void *p, size_t n, size_t *used, 
     size_t take = SL_MIN(n, r->lim.max_msg - old);
     if (take > 0) {
         if (reserve(r, take) != SL_OK) {
-            set_err(&r->ferr, "out of memory buffering %zu bytes of a plugin server message",
-                    old + take);
+            sl_codec_err_set(&r->ferr,
+                             "out of memory buffering %zu bytes of a plugin server message",
+                             old + take);
             return fail(r, SL_ERR_NOMEM, err);
         }
         memcpy(r->buf + old, src, take);
@@ -1148,15 +1146,15 @@ int sl_mp_reader_feed(sl_mp_reader_t *r, const void *p, size_t n, size_t *used, 
 int sl_mp_event_result(const json_t *result, sl_mp_pdk_call_t *call, sl_mp_err_t *err)
 {
     if (!json_is_object(result)) {
-        set_err(err, "event result is %s, not a map {EventId, Data}", json_kind(result));
+        sl_codec_err_set(err, "event result is %s, not a map {EventId, Data}", json_kind(result));
         return SL_ERR_INVALID;
     }
     json_t *id = json_object_get(result, "EventId");
     if (!json_is_integer(id)) {
         if (id)
-            set_err(err, "event result: EventId is %s, not an integer", json_kind(id));
+            sl_codec_err_set(err, "event result: EventId is %s, not an integer", json_kind(id));
         else
-            set_err(err, "event result has no EventId");
+            sl_codec_err_set(err, "event result has no EventId");
         return SL_ERR_INVALID;
     }
     json_t *data = json_object_get(result, "Data");
@@ -1169,23 +1167,25 @@ int sl_mp_event_result(const json_t *result, sl_mp_pdk_call_t *call, sl_mp_err_t
         }
         char q[300];
         quote(q, sizeof(q), s, n);
-        set_err(err, "event result: Data is the string \"%s\", not \"ret\" or a PDK call", q);
+        sl_codec_err_set(err, "event result: Data is the string \"%s\", not \"ret\" or a PDK call",
+                         q);
         return SL_ERR_INVALID;
     }
     if (!json_is_object(data)) {
         if (data)
-            set_err(err, "event result: Data is %s, not \"ret\" or a PDK call {Method, Args}",
-                    json_kind(data));
+            sl_codec_err_set(err,
+                             "event result: Data is %s, not \"ret\" or a PDK call {Method, Args}",
+                             json_kind(data));
         else
-            set_err(err, "event result has no Data");
+            sl_codec_err_set(err, "event result has no Data");
         return SL_ERR_INVALID;
     }
     json_t *m = json_object_get(data, "Method");
     if (!json_is_string(m)) {
         if (m)
-            set_err(err, "PDK call: Method is %s, not a string", json_kind(m));
+            sl_codec_err_set(err, "PDK call: Method is %s, not a string", json_kind(m));
         else
-            set_err(err, "PDK call has no Method");
+            sl_codec_err_set(err, "PDK call has no Method");
         return SL_ERR_INVALID;
     }
     const char *name = json_string_value(m);
@@ -1193,10 +1193,10 @@ int sl_mp_event_result(const json_t *result, sl_mp_pdk_call_t *call, sl_mp_err_t
     if (len == 0 || len > SL_MP_METHOD_NAME_MAX || memchr(name, '\0', len)) {
         char q[300];
         quote(q, sizeof(q), name, len);
-        set_err(err,
-                "PDK call: the method name \"%s\" is empty, longer than %d bytes or holds "
-                "a NUL",
-                q, SL_MP_METHOD_NAME_MAX);
+        sl_codec_err_set(err,
+                         "PDK call: the method name \"%s\" is empty, longer than %d bytes or holds "
+                         "a NUL",
+                         q, SL_MP_METHOD_NAME_MAX);
         return SL_ERR_INVALID;
     }
     json_t *a = json_object_get(data, "Args"), *args;
@@ -1213,7 +1213,7 @@ int sl_mp_event_result(const json_t *result, sl_mp_pdk_call_t *call, sl_mp_err_t
         }
     }
     if (!args) {
-        set_err(err, "out of memory reading the arguments of %s", name);
+        sl_codec_err_set(err, "out of memory reading the arguments of %s", name);
         return SL_ERR_NOMEM;
     }
     *call = (sl_mp_pdk_call_t){
@@ -1234,10 +1234,10 @@ int sl_mp_instance_id(const json_t *result, int64_t *id, sl_mp_err_t *err)
 {
     json_t *v = json_object_get(result, "Id");
     if (!json_is_object(result) || !json_is_integer(v)) {
-        set_err(err, "plugin.StartInstance result: %s",
-                !json_is_object(result) ? "not a map {Name, Id, Config, StartTime}"
-                : v                     ? "Id is not an integer"
-                                        : "no Id");
+        sl_codec_err_set(err, "plugin.StartInstance result: %s",
+                         !json_is_object(result) ? "not a map {Name, Id, Config, StartTime}"
+                         : v                     ? "Id is not an integer"
+                                                 : "no Id");
         return SL_ERR_INVALID;
     }
     *id = json_integer_value(v);

@@ -74,9 +74,7 @@ typedef struct sl_mp_limits_s {
 #define SL_MP_LIMITS_DEFAULT                                                                       \
     ((sl_mp_limits_t){SL_MP_DEPTH_DEFAULT, SL_MP_NODES_DEFAULT, SL_MP_MSG_MAX_DEFAULT})
 
-typedef struct sl_mp_err_s {
-    char msg[256];
-} sl_mp_err_t;
+typedef sl_codec_err_t sl_mp_err_t;
 
 /* ---- Values: jansson <-> msgpack (section 5.4) -------------------------- */
 

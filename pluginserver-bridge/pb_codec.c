@@ -24,24 +24,11 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
 /* Errors and small wire helpers                                             */
-
-static void set_err(sl_pb_err_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(sl_pb_err_t *e, const char *fmt, ...)
-{
-    if (!e)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-    va_end(ap);
-}
 
 static sl_pb_limits_t limits_of(const sl_pb_limits_t *lim)
 {
@@ -115,10 +102,11 @@ int sl_pb_frame_peek(const void *buf, size_t len, size_t max, size_t *size, sl_p
         return SL_AGAIN;
     uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
     if (n > max) {
-        set_err(err,
-                "plugin server frame of %" PRIu32 " bytes is over the limit of %zu bytes; the "
-                "connection is closed",
-                n, max);
+        sl_codec_err_set(err,
+                         "plugin server frame of %" PRIu32
+                         " bytes is over the limit of %zu bytes; the "
+                         "connection is closed",
+                         n, max);
         return SL_ERR_TOO_BIG;
     }
     *size = SL_PB_FRAME_HEAD + (size_t)n;
@@ -282,10 +270,10 @@ int sl_pb_return_parse(const void *p, size_t n, int64_t seq, int expect, Protobu
                        sl_pb_return_t **out, sl_pb_err_t *err)
 {
     if (n == 0) {
-        set_err(err,
-                "plugin server answered call %" PRId64 " with an empty frame: it does not "
-                "implement that command",
-                seq);
+        sl_codec_err_set(err,
+                         "plugin server answered call %" PRId64 " with an empty frame: it does not "
+                         "implement that command",
+                         seq);
         return SL_DECLINED;
     }
     ProtobufCMessage *m;
@@ -295,14 +283,14 @@ int sl_pb_return_parse(const void *p, size_t n, int64_t seq, int expect, Protobu
         return rc;
     sl_pb_return_t *r = (sl_pb_return_t *)m;
     if (r->sequence != seq) {
-        set_err(err,
-                "plugin server answered sequence %" PRId64 " to call %" PRId64
-                ": the connection is out of step and is closed",
-                (int64_t)r->sequence, seq);
+        sl_codec_err_set(err,
+                         "plugin server answered sequence %" PRId64 " to call %" PRId64
+                         ": the connection is out of step and is closed",
+                         (int64_t)r->sequence, seq);
         rc = SL_ERR_INVALID;
     } else if (expect != SL_PB_RETURN_ANY && (int)r->return_case != expect) {
-        set_err(err, "plugin server answered call %" PRId64 " with %s, expected %s", seq,
-                return_case_name((int)r->return_case), return_case_name(expect));
+        sl_codec_err_set(err, "plugin server answered call %" PRId64 " with %s, expected %s", seq,
+                         return_case_name((int)r->return_case), return_case_name(expect));
         rc = SL_ERR_INVALID;
     }
     if (rc != SL_OK || !out) {
@@ -330,13 +318,13 @@ static int conf_set(json_t *o, const char *key, const char *s, sl_pb_err_t *err)
         v = json_null();
     } else {
         if (!utf8_valid(s, strlen(s))) {
-            set_err(err, "plugin instance %s is not UTF-8", key);
+            sl_codec_err_set(err, "plugin instance %s is not UTF-8", key);
             return SL_ERR_INVALID;
         }
         v = json_string(s);
     }
     if (!v || json_object_set_new(o, key, v) != 0) {
-        set_err(err, "out of memory building the plugin instance config");
+        sl_codec_err_set(err, "out of memory building the plugin instance config");
         return SL_ERR_NOMEM;
     }
     return SL_OK;
@@ -345,33 +333,35 @@ static int conf_set(json_t *o, const char *key, const char *s, sl_pb_err_t *err)
 int sl_pb_config_json(const sl_pb_instance_conf_t *c, char **out, size_t *len, sl_pb_err_t *err)
 {
     if (!json_is_object(c->config)) {
-        set_err(err, "plugin config must be a JSON object");
+        sl_codec_err_set(err, "plugin config must be a JSON object");
         return SL_ERR_INVALID;
     }
     /* go-pdk >= 0.10 takes __seq__ as the instance id, an int32 on the wire
      * (CmdHandleEvent.instance_id): a larger one could not be addressed. */
     if (c->seq < 1 || c->seq > INT32_MAX) {
-        set_err(err,
-                "plugin instance __seq__ %" PRId64 " is outside 1..2147483647: go-pdk uses it "
-                "as the instance id",
-                c->seq);
+        sl_codec_err_set(err,
+                         "plugin instance __seq__ %" PRId64
+                         " is outside 1..2147483647: go-pdk uses it "
+                         "as the instance id",
+                         c->seq);
         return SL_ERR_INVALID;
     }
     if (!c->plugin_id || !*c->plugin_id) {
-        set_err(err, "plugin instance __plugin_id is missing: give the plugins entity's id");
+        sl_codec_err_set(err,
+                         "plugin instance __plugin_id is missing: give the plugins entity's id");
         return SL_ERR_INVALID;
     }
     /* A shallow copy: the new keys go into the copy, the config's values are
      * shared (jansson's reference counts are atomic). */
     json_t *o = json_copy((json_t *)c->config);
     if (!o) {
-        set_err(err, "out of memory building the plugin instance config");
+        sl_codec_err_set(err, "out of memory building the plugin instance config");
         return SL_ERR_NOMEM;
     }
     int rc = SL_OK;
     json_t *seq = json_integer((json_int_t)c->seq);
     if (!seq || json_object_set_new(o, "__seq__", seq) != 0) {
-        set_err(err, "out of memory building the plugin instance config");
+        sl_codec_err_set(err, "out of memory building the plugin instance config");
         rc = SL_ERR_NOMEM;
     }
     if (rc == SL_OK)
@@ -395,7 +385,7 @@ int sl_pb_config_json(const sl_pb_instance_conf_t *c, char **out, size_t *len, s
          * array_mt). */
         s = json_dumps(o, JSON_COMPACT);
         if (!s) {
-            set_err(err, "out of memory writing the plugin instance config");
+            sl_codec_err_set(err, "out of memory writing the plugin instance config");
             rc = SL_ERR_NOMEM;
         }
     }
@@ -642,7 +632,7 @@ static int scan_message(struct scan *s, const ProtobufCMessageDescriptor *d, con
                         size_t n, unsigned depth)
 {
     if (depth > s->max_depth) {
-        set_err(s->err, "%s nested deeper than %u messages", d->short_name, s->max_depth);
+        sl_codec_err_set(s->err, "%s nested deeper than %u messages", d->short_name, s->max_depth);
         return SL_ERR_TOO_BIG;
     }
     size_t i = 0;
@@ -650,12 +640,12 @@ static int scan_message(struct scan *s, const ProtobufCMessageDescriptor *d, con
         uint64_t key, len;
         size_t used = varint_get(p + i, n - i, &key);
         if (used == 0 || (key >> 3) == 0 || (key >> 3) > 536870911u) {
-            set_err(s->err, "%s: bad field key at byte %zu", d->short_name, i);
+            sl_codec_err_set(s->err, "%s: bad field key at byte %zu", d->short_name, i);
             return SL_ERR_INVALID;
         }
         i += used;
         if (++s->fields > s->max_fields) {
-            set_err(s->err, "%s: more than %zu fields", d->short_name, s->max_fields);
+            sl_codec_err_set(s->err, "%s: more than %zu fields", d->short_name, s->max_fields);
             return SL_ERR_TOO_BIG;
         }
         unsigned wt = (unsigned)(key & 7);
@@ -690,13 +680,14 @@ static int scan_message(struct scan *s, const ProtobufCMessageDescriptor *d, con
             break;
         }
         default:
-            set_err(s->err, "%s: wire type %u (groups) is not protobuf 3", d->short_name, wt);
+            sl_codec_err_set(s->err, "%s: wire type %u (groups) is not protobuf 3", d->short_name,
+                             wt);
             return SL_ERR_INVALID;
         }
     }
     return SL_OK;
 truncated:
-    set_err(s->err, "%s: a field runs past the end of its %zu bytes", d->short_name, n);
+    sl_codec_err_set(s->err, "%s: a field runs past the end of its %zu bytes", d->short_name, n);
     return SL_ERR_INVALID;
 }
 
@@ -741,10 +732,10 @@ int sl_pb_decode(const ProtobufCMessageDescriptor *d, const void *p, size_t n,
     ProtobufCMessage *m = protobuf_c_message_unpack(d, &t.base, n, n ? p : (const void *)"");
     if (!m) {
         if (t.failed) {
-            set_err(err, "out of memory decoding a %s of %zu bytes", d->short_name, n);
+            sl_codec_err_set(err, "out of memory decoding a %s of %zu bytes", d->short_name, n);
             return SL_ERR_NOMEM;
         }
-        set_err(err, "%zu bytes are not a valid %s message", n, d->short_name);
+        sl_codec_err_set(err, "%zu bytes are not a valid %s message", n, d->short_name);
         return SL_ERR_INVALID;
     }
     *out = m;
@@ -780,7 +771,8 @@ static void conv_init(struct conv *c, const sl_pb_limits_t *lim, sl_arena_t *are
 static int count_node(struct conv *c)
 {
     if (++c->nodes > c->max_nodes) {
-        set_err(c->err, "a table with more than %zu values is over the limit", c->max_nodes);
+        sl_codec_err_set(c->err, "a table with more than %zu values is over the limit",
+                         c->max_nodes);
         return SL_ERR_TOO_BIG;
     }
     return SL_OK;
@@ -790,7 +782,8 @@ static int count_node(struct conv *c)
 static int enter(struct conv *c, unsigned depth)
 {
     if (depth >= c->max_depth) {
-        set_err(c->err, "tables nested deeper than %u levels are over the limit", c->max_depth);
+        sl_codec_err_set(c->err, "tables nested deeper than %u levels are over the limit",
+                         c->max_depth);
         return SL_ERR_TOO_BIG;
     }
     return SL_OK;
@@ -798,7 +791,7 @@ static int enter(struct conv *c, unsigned depth)
 
 static int nomem(struct conv *c)
 {
-    set_err(c->err, "out of memory converting a table to JSON");
+    sl_codec_err_set(c->err, "out of memory converting a table to JSON");
     return SL_ERR_NOMEM;
 }
 
@@ -808,7 +801,7 @@ static int nomem(struct conv *c)
 static int number_to_json(struct conv *c, double d, json_t **out)
 {
     if (!isfinite(d)) {
-        set_err(c->err, "the number %g has no JSON form", d);
+        sl_codec_err_set(c->err, "the number %g has no JSON form", d);
         return SL_ERR_INVALID;
     }
     json_t *j;
@@ -828,7 +821,7 @@ static int string_to_json(struct conv *c, const char *s, size_t n, json_t **out)
         s = "";
     if (!utf8_valid(s, n)) {
         /* s is a protobuf field: not NUL-terminated when it is bytes. */
-        set_err(c->err, "a string is not UTF-8 (%zu bytes)", n);
+        sl_codec_err_set(c->err, "a string is not UTF-8 (%zu bytes)", n);
         return SL_ERR_INVALID;
     }
     json_t *j = json_stringn(s, n);
@@ -855,7 +848,7 @@ static int struct_to_json(struct conv *c, const KongPluginProtocol__Struct *s, u
         const char *key = e->key ? e->key : "";
         json_t *jv;
         if (!utf8_valid(key, strlen(key))) {
-            set_err(c->err, "a table key is not UTF-8: \"%.40s\"", key);
+            sl_codec_err_set(c->err, "a table key is not UTF-8: \"%.40s\"", key);
             rc = SL_ERR_INVALID;
             break;
         }
@@ -1070,7 +1063,7 @@ static int repeated_to_json(struct conv *c, const ProtobufCFieldDescriptor *f, c
             const char *key = *(char *const *)((const char *)e + kf->offset);
             key = key ? key : "";
             if (!utf8_valid(key, strlen(key))) {
-                set_err(c->err, "a map key is not UTF-8: \"%.40s\"", key);
+                sl_codec_err_set(c->err, "a map key is not UTF-8: \"%.40s\"", key);
                 rc = SL_ERR_INVALID;
             } else if ((rc = elem_to_json(c, vf, (const char *)e + vf->offset, depth + 1, &jv)) ==
                            SL_OK &&
@@ -1527,7 +1520,7 @@ int sl_pb_put_json(sl_sb_t *out, sl_pb_type_t type, const json_t *v, const sl_pb
         rc = any_from_json(&c, d, v, 0, &m);
     }
     if (rc == SL_DECLINED) {
-        set_err(err, "a %s cannot be made from %s", d->short_name, json_type_name(v));
+        sl_codec_err_set(err, "a %s cannot be made from %s", d->short_name, json_type_name(v));
         rc = SL_ERR_INVALID;
     }
     if (rc == SL_OK) {
@@ -1775,7 +1768,8 @@ int sl_pb_event_feed(sl_pb_event_t *ev, const void *frame, size_t len, sl_pb_cal
         ev->pending = sl_pb_method_find(frame, len);
         if (!ev->pending) {
             quote(name, sizeof(name), frame, len);
-            set_err(&ev->err, "plugin called \"%s\", which is not a PDK method of Kong's", name);
+            sl_codec_err_set(&ev->err, "plugin called \"%s\", which is not a PDK method of Kong's",
+                             name);
             return ev_fail(ev, SL_ERR_NOT_FOUND);
         }
         ev->state = SL_PB_EV_ARG;
@@ -1792,7 +1786,8 @@ int sl_pb_event_feed(sl_pb_event_t *ev, const void *frame, size_t len, sl_pb_cal
     case SL_PB_EV_RETURN:
         rc = sl_pb_return_parse(frame, len, ev->seq, SL_PB_RETURN_ANY, NULL, NULL, &ev->err);
         if (rc == SL_DECLINED) {
-            set_err(&ev->err, "plugin server sent two end markers in event %" PRId64, ev->seq);
+            sl_codec_err_set(&ev->err, "plugin server sent two end markers in event %" PRId64,
+                             ev->seq);
             rc = SL_ERR_INVALID;
         }
         if (rc != SL_OK)
@@ -1801,14 +1796,15 @@ int sl_pb_event_feed(sl_pb_event_t *ev, const void *frame, size_t len, sl_pb_cal
         ev->state = SL_PB_EV_DONE;
         return SL_DONE;
     case SL_PB_EV_ANSWER:
-        set_err(&ev->err, "plugin server sent a frame before its call to %s was answered",
-                ev->pending->name);
+        sl_codec_err_set(&ev->err, "plugin server sent a frame before its call to %s was answered",
+                         ev->pending->name);
         return ev_fail(ev, SL_ERR_INVALID);
     default:
-        set_err(&ev->err, "plugin server sent a frame after event %" PRId64 " ended (%s)", ev->seq,
-                ev->state == SL_PB_EV_EXITED ? "kong.response.exit"
-                : ev->state == SL_PB_EV_DONE ? "finished"
-                                             : "failed");
+        sl_codec_err_set(&ev->err, "plugin server sent a frame after event %" PRId64 " ended (%s)",
+                         ev->seq,
+                         ev->state == SL_PB_EV_EXITED ? "kong.response.exit"
+                         : ev->state == SL_PB_EV_DONE ? "finished"
+                                                      : "failed");
         return ev_fail(ev, SL_ERR_INVALID);
     }
 }
@@ -1816,7 +1812,7 @@ int sl_pb_event_feed(sl_pb_event_t *ev, const void *frame, size_t len, sl_pb_cal
 int sl_pb_event_answered(sl_pb_event_t *ev)
 {
     if (ev->state != SL_PB_EV_ANSWER) {
-        set_err(&ev->err, "no PDK call of event %" PRId64 " awaits an answer", ev->seq);
+        sl_codec_err_set(&ev->err, "no PDK call of event %" PRId64 " awaits an answer", ev->seq);
         return SL_ERR_INVALID;
     }
     ev->state = SL_PB_EV_METHOD;

@@ -76,9 +76,7 @@ typedef struct sl_pb_limits_s {
 /* Passing NULL for a limits pointer means these. */
 #define SL_PB_LIMITS_DEFAULT ((sl_pb_limits_t){SL_PB_DEPTH_DEFAULT, SL_PB_NODES_DEFAULT})
 
-typedef struct sl_pb_err_s {
-    char msg[256];
-} sl_pb_err_t;
+typedef sl_codec_err_t sl_pb_err_t;
 
 /* ---- Framing (section 2.1) ---------------------------------------------- */
 

@@ -7,11 +7,15 @@
 #ifndef SL_TEST_PDK_REQUEST_H
 #define SL_TEST_PDK_REQUEST_H
 
+#include "log.h"
 #include "proxy-t.h"
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static inline void pdk_request_init(sl_dp_conf_t *conf, sl_worker_t *w, sl_conn_t *c, sl_req_t *r,
                                     sl_h1_header_t hs[4], const char *target, const char *path,
@@ -39,6 +43,49 @@ static inline void pdk_request_init(sl_dp_conf_t *conf, sl_worker_t *w, sl_conn_
     r->h.minor_version = 1;
     snprintf(r->reqid, sizeof(r->reqid), "0123456789abcdef0123456789abcdef");
     r->wall_start_us = 1700000000123456ull;
+}
+
+/* The error log of a PDK test program: a temporary file the tests read. */
+static char test_log_path[64];
+
+/* Sends the log to a new temporary file named after prog. */
+static inline bool test_log_open(const char *prog)
+{
+    snprintf(test_log_path, sizeof(test_log_path), "/tmp/%s.XXXXXX", prog);
+    int fd = mkstemp(test_log_path);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return sl_log_open(test_log_path) == SL_OK;
+}
+
+static inline void test_log_remove(void)
+{
+    unlink(test_log_path);
+}
+
+/* Whether what was logged so far contains s. */
+static inline bool test_logged(const char *s)
+{
+    FILE *fp = fopen(test_log_path, "r");
+    assert_non_null(fp);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return strstr(buf, s) != NULL;
+}
+
+/* The JSON text of v (compact, keys sorted), freeing v; a static buffer. */
+static inline const char *dump(json_t *v)
+{
+    static char buf[8192];
+    assert_non_null(v);
+    char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    snprintf(buf, sizeof(buf), "%s", t);
+    free(t);
+    json_decref(v);
+    return buf;
 }
 
 /* Fails unless s holds exactly want. */

@@ -45,7 +45,6 @@ struct fixture {
 };
 
 static sl_gen_t *gen;
-static char log_path[64];
 
 static int setup(void **state)
 {
@@ -53,7 +52,7 @@ static int setup(void **state)
     pdk_request_init(&f->conf, &f->w, &f->c, &f->r, f->hs, "/a/b?q=a%20b&flag&q=2", "/a/b",
                      "q=a%20b&flag&q=2");
     f->r.gen = gen;
-    if (truncate(log_path, 0) != 0)
+    if (truncate(test_log_path, 0) != 0)
         return -1;
     *state = f;
     return 0;
@@ -96,29 +95,6 @@ static const char *sq(const char *text)
         if (*c == '\'')
             *c = '"';
     return buf;
-}
-
-/* The JSON text of v (compact, keys sorted), freeing v. */
-static const char *dump(json_t *v)
-{
-    static char buf[8192];
-    assert_non_null(v);
-    char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    snprintf(buf, sizeof(buf), "%s", t);
-    free(t);
-    json_decref(v);
-    return buf;
-}
-
-static bool logged(const char *s)
-{
-    FILE *fp = fopen(log_path, "r");
-    assert_non_null(fp);
-    static char buf[65536];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-    return strstr(buf, s) != NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -277,15 +253,16 @@ static void test_headers_and_query_tables(void **state)
                         "{\"host\":\"Example.COM:8000\",\"x-multi\":\"one\"}");
     /* out of Kong's bounds: refused, the zero value */
     ask(f, SL_PB_M_REQUEST_GET_HEADERS, "0", "");
-    assert_true(logged("kong.request.get_headers refused: max must be between 1 and 1000, got 0"));
+    assert_true(
+        test_logged("kong.request.get_headers refused: max must be between 1 and 1000, got 0"));
     ask(f, SL_PB_M_RESPONSE_GET_HEADERS, "1001", "");
-    assert_true(logged("kong.response.get_headers refused"));
+    assert_true(test_logged("kong.response.get_headers refused"));
     /* bare arguments are true in the Struct */
     assert_string_equal(ask_json(f, SL_PB_M_REQUEST_GET_QUERY, "100"),
                         "{\"flag\":true,\"q\":[\"a b\",\"2\"]}");
     /* no upstream response yet */
     ask(f, SL_PB_M_SERVICE_RESPONSE_GET_HEADERS, "100", "");
-    assert_true(logged("kong.service.response.get_headers refused"));
+    assert_true(test_logged("kong.service.response.get_headers refused"));
     ask(f, SL_PB_M_SERVICE_RESPONSE_GET_STATUS, NULL, "");
     sl_h1_header_t up[] = {{SL_STR("X-Up"), SL_STR("1")}, {SL_STR("Server"), SL_STR("u")}};
     f->r.source = "service";
@@ -382,16 +359,16 @@ static void test_header_setters(void **state)
 
     /* refused: nothing changes, the zero value, a warn line naming the method */
     ask(f, SL_PB_M_RESPONSE_SET_HEADER, "{'k':'bad name','v':'x'}", "");
-    assert_true(logged("[warn]"));
-    assert_true(logged("kong.response.set_header refused: invalid header name \"bad name\""));
+    assert_true(test_logged("[warn]"));
+    assert_true(test_logged("kong.response.set_header refused: invalid header name \"bad name\""));
     ask(f, SL_PB_M_RESPONSE_ADD_HEADER, "{'k':'X-A','v':'a\\r\\nX-Forged: 1'}", "");
-    assert_true(logged("kong.response.add_header refused: invalid value for header \"X-A\""));
+    assert_true(test_logged("kong.response.add_header refused: invalid value for header \"X-A\""));
     ask(f, SL_PB_M_SERVICE_REQUEST_SET_HEADER, "{'k':'X-A'}", ""); /* nil */
     ask(f, SL_PB_M_SERVICE_REQUEST_SET_HEADER, "{'k':'X-A','v':{'t':1}}", "");
     ask(f, SL_PB_M_SERVICE_REQUEST_ADD_HEADER, "{'k':'X-A','v':['ok',1]}", "");
-    assert_true(logged("kong.service.request.add_header refused"));
+    assert_true(test_logged("kong.service.request.add_header refused"));
     ask(f, SL_PB_M_SERVICE_REQUEST_CLEAR_HEADER, "'a:b'", "");
-    assert_true(logged("kong.service.request.clear_header refused"));
+    assert_true(test_logged("kong.service.request.clear_header refused"));
     assert_string_equal(ask_json(f, SL_PB_M_RESPONSE_GET_HEADERS, "100"), "{}");
     assert_false(sl_pdk_request_get_header(P(f), "x-a", &v));
     assert_int_equal(sl_pdk_request_header_count(P(f)), 4);
@@ -415,7 +392,7 @@ static void test_table_and_string_setters(void **state)
     assert_string_equal(ask_json(f, SL_PB_M_RESPONSE_GET_HEADERS, "100"),
                         "{\"x-b\":[\"1\",\"2\"],\"x-c\":\"3\"}");
     ask(f, SL_PB_M_RESPONSE_SET_HEADERS, "{'X-D':'4','X-E':{'t':1}}", "");
-    assert_true(logged("kong.response.set_headers refused: invalid headers"));
+    assert_true(test_logged("kong.response.set_headers refused: invalid headers"));
     assert_false(sl_pdk_response_get_header(P(f), "x-d", &v));
     ask(f, SL_PB_M_SERVICE_REQUEST_SET_HEADERS, "{'X-Up':'u'}", "");
     assert_true(sl_pdk_request_get_header(P(f), "x-up", &v));
@@ -423,7 +400,7 @@ static void test_table_and_string_setters(void **state)
     ask(f, SL_PB_M_SERVICE_REQUEST_SET_QUERY, "{'b':true,'a':['1','x y'],'c':false}", "");
     assert_str(sl_pdk_request_get_raw_query(P(f)), "a=1&a=x%20y&b");
     ask(f, SL_PB_M_SERVICE_REQUEST_SET_QUERY, "{'a':{'t':1}}", "");
-    assert_true(logged("kong.service.request.set_query refused"));
+    assert_true(test_logged("kong.service.request.set_query refused"));
     assert_str(sl_pdk_request_get_raw_query(P(f)), "a=1&a=x%20y&b");
 
     /* String in, Empty out */
@@ -435,7 +412,7 @@ static void test_table_and_string_setters(void **state)
     assert_str(sl_pdk_request_get_raw_query(P(f)), "x=1");
     ask(f, SL_PB_M_SERVICE_REQUEST_SET_SCHEME, "'http'", "");
     ask(f, SL_PB_M_SERVICE_REQUEST_SET_SCHEME, "'ftp'", "");
-    assert_true(logged("kong.service.request.set_scheme refused"));
+    assert_true(test_logged("kong.service.request.set_scheme refused"));
 
     /* ByteString in: every byte, a NUL included */
     f->r.body_done = true;
@@ -454,7 +431,7 @@ static void test_status_target_and_upstream(void **state)
     /* Int in */
     ask(f, SL_PB_M_RESPONSE_SET_STATUS, "404", "");
     ask(f, SL_PB_M_RESPONSE_SET_STATUS, "99", "");
-    assert_true(logged("kong.response.set_status refused"));
+    assert_true(test_logged("kong.response.set_status refused"));
     f->r.phase = SL_PHASE_HEADER_FILTER;
     ask(f, SL_PB_M_RESPONSE_SET_STATUS, "503", "");
     assert_int_equal(f->r.filter_status, 503);
@@ -465,7 +442,7 @@ static void test_status_target_and_upstream(void **state)
     assert_str(f->r.target_host, "10.0.0.5");
     assert_int_equal(f->r.target_port, 8080);
     ask(f, SL_PB_M_SERVICE_SET_TARGET, "{'host':'svc.local','port':65536}", "");
-    assert_true(logged("kong.service.set_target refused"));
+    assert_true(test_logged("kong.service.set_target refused"));
     assert_str(f->r.target_host, "10.0.0.5");
 
     /* String in, Bool out (Kong >= 3.7) */
@@ -473,7 +450,7 @@ static void test_status_target_and_upstream(void **state)
     assert_ptr_equal(f->r.pdk_upstream, &gen->upstreams[0]);
     assert_null(f->r.target_host.p);
     ask(f, SL_PB_M_SERVICE_SET_UPSTREAM, "'missing'", "");
-    assert_true(logged("kong.service.set_upstream refused: no such upstream"));
+    assert_true(test_logged("kong.service.set_upstream refused: no such upstream"));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -488,18 +465,18 @@ static void test_log(void **state)
         unhex("0a 03 1a 01 78 0a 09 11 00 00 00 00 00 00 f0 3f 0a 02 20 01", arg, sizeof(arg));
     assert_int_equal(call_raw(f, SL_PB_M_LOG_ERR, arg, n), SL_OK);
     assert_answer("");
-    assert_true(logged("[error]"));
-    assert_true(logged("x1true\n"));
+    assert_true(test_logged("[error]"));
+    assert_true(test_logged("x1true\n"));
     ask(f, SL_PB_M_LOG_WARN, "['w=',1.5,null,{'k':[2]}]", "");
-    assert_true(logged("w=1.5nil{\"k\":[2]}"));
+    assert_true(test_logged("w=1.5nil{\"k\":[2]}"));
     ask(f, SL_PB_M_LOG_DEBUG, "['hidden-message']", ""); /* below the level */
-    assert_false(logged("hidden-message"));
+    assert_false(test_logged("hidden-message"));
 
     /* kong.log.serialize: JSON text in a String */
     ask(f, SL_PB_M_LOG_SET_SERIALIZE_VALUE, "{'k':'my.field','v':'v1'}", "");
     ask(f, SL_PB_M_LOG_SET_SERIALIZE_VALUE, "{'k':'num','v':2}", "");
     ask(f, SL_PB_M_LOG_SET_SERIALIZE_VALUE, "{'k':'','v':2}", "");
-    assert_true(logged("kong.log.set_serialize_value refused"));
+    assert_true(test_logged("kong.log.set_serialize_value refused"));
     assert_int_equal(call(f, SL_PB_M_LOG_SERIALIZE, NULL), SL_OK);
     ProtobufCMessage *m;
     assert_int_equal(sl_pb_decode(&kong_plugin_protocol__string__descriptor, answer, answer_len,
@@ -532,8 +509,8 @@ static void test_load_consumer(void **state)
     json_decref(c);
     /* by username only when asked; Kong raises for an id that is not a UUID */
     ask(f, SL_PB_M_CLIENT_LOAD_CONSUMER, "{'id':'alice'}", "");
-    assert_true(logged("kong.client.load_consumer refused: cannot load a consumer with an id "
-                       "that is not a uuid"));
+    assert_true(test_logged("kong.client.load_consumer refused: cannot load a consumer with an id "
+                            "that is not a uuid"));
     assert_int_equal(call(f, SL_PB_M_CLIENT_LOAD_CONSUMER, "{'id':'alice','by_username':true}"),
                      SL_OK);
     assert_non_null(strstr(answer_json(SL_PB_M_CLIENT_LOAD_CONSUMER), "\"id\":\"" ALICE "\""));
@@ -574,8 +551,9 @@ static void test_authenticate(void **state)
     assert_ptr_equal(f->r.credential->consumer, sl_pdk_client_load_consumer(P(f), ALICE));
     /* neither: Kong raises */
     ask(f, SL_PB_M_CLIENT_AUTHENTICATE, "{}", "");
-    assert_true(logged("kong.client.authenticate refused: either credential or consumer must be "
-                       "provided"));
+    assert_true(
+        test_logged("kong.client.authenticate refused: either credential or consumer must be "
+                    "provided"));
     assert_non_null(f->r.credential);
 }
 
@@ -585,7 +563,7 @@ static void test_router(void **state)
     ask(f, SL_PB_M_ROUTER_GET_ROUTE, NULL, "");
     ask(f, SL_PB_M_ROUTER_GET_SERVICE, NULL, "");
     ask(f, SL_PB_M_CLIENT_GET_PROTOCOL, "true", "");
-    assert_true(logged("kong.client.get_protocol refused: No active route found"));
+    assert_true(test_logged("kong.client.get_protocol refused: No active route found"));
     f->r.route = &gen->routes[0];
     f->r.svc = f->r.route->service;
     ask(f, SL_PB_M_CLIENT_GET_PROTOCOL, "true", "0a 04 \"http\"");
@@ -632,7 +610,7 @@ static void test_raw_bodies(void **state)
 
     /* the upstream's body, as content (field 1, also ByteString's v) */
     ask(f, SL_PB_M_SERVICE_RESPONSE_GET_RAW_BODY, NULL, "");
-    assert_true(logged("kong.service.response.get_raw_body refused"));
+    assert_true(test_logged("kong.service.response.get_raw_body refused"));
     f->r.resp_body = evbuffer_new();
     ask(f, SL_PB_M_SERVICE_RESPONSE_GET_RAW_BODY, NULL, "0a 00");
     evbuffer_add(f->r.resp_body, "up=1", 4);
@@ -672,7 +650,7 @@ static void test_exit(void **state)
         call(f, SL_PB_M_RESPONSE_EXIT, "{'status':401,'body':'x','headers':{'bad name':'1'}}"),
         SL_DONE);
     assert_int_equal(f->r.exit_status, 500);
-    assert_true(logged("kong.response.exit refused"));
+    assert_true(test_logged("kong.response.exit refused"));
     assert_false(sl_pdk_response_get_header(P(f), "bad name", &v));
 }
 
@@ -824,12 +802,9 @@ int main(void)
         T(test_bad_arguments),
         T(test_every_method_answers),
     };
-    snprintf(log_path, sizeof(log_path), "/tmp/test_pdk_rpc_log.XXXXXX");
-    int fd = mkstemp(log_path);
-    if (fd < 0 || sl_log_open(log_path) != SL_OK)
+    if (!test_log_open("test_pdk_rpc_log"))
         return 1;
-    close(fd);
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
-    unlink(log_path);
+    test_log_remove();
     return rc;
 }

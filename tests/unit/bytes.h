@@ -13,7 +13,26 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* jansson's allocations succeed k more times, then fail (one global hook:
+ * the tests are single-threaded); json_set_alloc_funcs(malloc, free)
+ * undoes it. */
+static long json_left;
+
+static void *json_failing_malloc(size_t n)
+{
+    if (json_left-- <= 0)
+        return NULL;
+    return malloc(n);
+}
+
+static inline void json_fail_after(long k)
+{
+    json_left = k;
+    json_set_alloc_funcs(json_failing_malloc, free);
+}
 
 /* Parses hex into out (cap bytes at most); returns the length. */
 static inline size_t unhex(const char *s, uint8_t *out, size_t cap)

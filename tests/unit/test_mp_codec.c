@@ -1043,15 +1043,6 @@ static void test_no_instance(void **state)
 /* ------------------------------------------------------------------------ */
 /* Allocation failures                                                       */
 
-static long json_left;
-
-static void *json_failing_malloc(size_t n)
-{
-    if (json_left-- <= 0)
-        return NULL;
-    return malloc(n);
-}
-
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -1066,8 +1057,7 @@ static void test_alloc_failures(void **state)
         sl_mp_msg_t m;
         sl_mp_err_t err;
         size_t off = 0, used, got = 0;
-        json_left = k;
-        json_set_alloc_funcs(json_failing_malloc, free);
+        json_fail_after(k);
         while (off < n) {
             rc = sl_mp_reader_feed(r, b + off, n - off, &used, &m, &err);
             if (rc != SL_OK)
@@ -1094,8 +1084,7 @@ static void test_alloc_failures(void **state)
     for (k = 0; rc == SL_ERR_NOMEM; k++) {
         SB_DECL(out);
         sl_mp_err_t err;
-        json_left = k;
-        json_set_alloc_funcs(json_failing_malloc, free);
+        json_fail_after(k);
         rc = sl_mp_call_step_result(&out, 1, 1, "kong.request.get_headers", 24, h, NULL, &err);
         json_set_alloc_funcs(malloc, free);
         if (rc == SL_ERR_NOMEM)
@@ -1113,8 +1102,7 @@ static void test_alloc_failures(void **state)
     for (k = 0; rc == SL_ERR_NOMEM; k++) {
         sl_mp_pdk_call_t c;
         sl_mp_err_t err;
-        json_left = k;
-        json_set_alloc_funcs(json_failing_malloc, free);
+        json_fail_after(k);
         rc = sl_mp_event_result(res, &c, &err);
         json_set_alloc_funcs(malloc, free);
         if (rc == SL_OK)

@@ -1457,16 +1457,6 @@ static void failing_free(void *data, void *p)
     free(p);
 }
 
-/* The same for jansson (one global hook: this test is single-threaded). */
-static long json_left;
-
-static void *json_failing_malloc(size_t n)
-{
-    if (json_left-- <= 0)
-        return NULL;
-    return malloc(n);
-}
-
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -1498,8 +1488,7 @@ static void test_alloc_failures(void **state)
     /* The same decode with jansson failing: the JSON headers. */
     rc = SL_ERR_NOMEM;
     for (k = 0; rc == SL_ERR_NOMEM; k++) {
-        json_left = k;
-        json_set_alloc_funcs(json_failing_malloc, free);
+        json_fail_after(k);
         rc = sl_pb_arg_decode(SL_PB_T_EXIT_ARGS, b, n, NULL, NULL, &a, &err);
         json_set_alloc_funcs(malloc, free);
         if (rc == SL_OK)
@@ -1518,8 +1507,7 @@ static void test_alloc_failures(void **state)
     n = pack(&c, b, sizeof(b));
     rc = SL_ERR_NOMEM;
     for (k = 0; rc == SL_ERR_NOMEM; k++) {
-        json_left = k;
-        json_set_alloc_funcs(json_failing_malloc, free);
+        json_fail_after(k);
         rc = sl_pb_arg_decode(SL_PB_T_CONSUMER, b, n, NULL, NULL, &a, &err);
         json_set_alloc_funcs(malloc, free);
         if (rc == SL_OK)
@@ -1533,8 +1521,7 @@ static void test_alloc_failures(void **state)
     for (k = 0; rc == SL_ERR_NOMEM; k++) {
         char *text;
         size_t len;
-        json_left = k;
-        json_set_alloc_funcs(json_failing_malloc, free);
+        json_fail_after(k);
         rc = sl_pb_config_json(&ic, &text, &len, &err);
         json_set_alloc_funcs(malloc, free);
         if (rc == SL_OK)
